@@ -1,0 +1,538 @@
+"""Scaled dot-product attention with one entry point and several paths.
+
+Shapes (all paths): q ``(B, Hq, N, D)``, k and v ``(B, Hkv, M, D)`` with ``Hq % Hkv == 0`` (grouped-query attention);
+output ``(B, Hq, N, D)``; log-sum-exp ``(B, Hq, N)`` in fp32 (natural log of the softmax denominator, including the
+scale). Queries are aligned to the *end* of the keys (query i sits at absolute position ``i + M - N``), which is what a
+KV cache needs and what flash-attn does.
+
+Paths:
+- ``ref``: plain softmax math on a dense mask. Obviously correct, O(N·M) memory. Tests compare everything with it.
+- ``sdpa``: ``torch.nn.functional.scaled_dot_product_attention``. Causal/unmasked attention is a fused kernel with linear
+  memory; any other mask is handed to it densely (N×M booleans). Its log-sum-exp is exact but not differentiable.
+- ``chunked``: pure-PyTorch online softmax over (query block × key block) tiles with a custom backward that recomputes
+  the tiles. Masks are evaluated per tile from an :class:`AttentionMask`, never as N×M, and tiles that are fully masked
+  are skipped, so packed documents, sliding windows and Kronecker masks cost memory linear in N.
+- ``flash``: flash-attn on CUDA (the ``[cuda]`` extra).
+- ``auto``: flash on CUDA when installed and the mask allows it; else SDPA when the mask is causal/none (or tiny);
+  else chunked. It never builds an N×N mask beyond ``DENSE_MASK_MAX_ELEMENTS``.
+
+Rows with no visible key give output 0 and log-sum-exp ``-inf`` on every path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ._optional import flash_attn, log_fallback_once
+
+Backend = Literal["auto", "sdpa", "chunked", "flash", "ref"]
+BACKENDS = ("auto", "sdpa", "chunked", "flash", "ref")
+
+# Above this many (query × key) pairs `auto` refuses to materialise a dense mask (4M booleans = 4 MB per batch row).
+DENSE_MASK_MAX_ELEMENTS = 1 << 22
+
+MaskMod = Callable[[Tensor, Tensor], Tensor]
+"""``mask_mod(q_pos, kv_pos) -> bool`` on broadcastable integer tensors of absolute positions; True = may attend."""
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Masks
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AttentionMask:
+    """Which (query, key) pairs may attend, described so that any tile of it can be evaluated on its own.
+
+    causal: key position ≤ query position. window: ``q_pos - k_pos < window`` (and ``> -window`` when not causal).
+    q_segment_ids ``(B, N)`` / kv_segment_ids ``(B, M)``: packed documents; only equal ids attend.
+    mask_mod: any extra predicate on absolute positions (e.g. Timer-XL's variable ⊗ causal Kronecker mask).
+    All conditions are combined with AND.
+    """
+
+    causal: bool = False
+    window: int | None = None
+    q_segment_ids: Tensor | None = None
+    kv_segment_ids: Tensor | None = None
+    mask_mod: MaskMod | None = None
+
+    @property
+    def is_plain(self) -> bool:
+        """True when the mask is nothing but (optionally) causal: fused kernels take it without a tensor."""
+        return self.window is None and self.q_segment_ids is None and self.mask_mod is None
+
+    def tile(self, q0: int, q1: int, k0: int, k1: int, offset: int) -> Tensor | bool:
+        """Mask of queries [q0, q1) × keys [k0, k1), as ``(B or 1, q1-q0, k1-k0)`` booleans.
+
+        Returns ``True`` when every pair is visible and ``False`` when none is, without building a tensor where index
+        arithmetic or segment ranges decide it. ``offset`` = M - N aligns queries to the end of the keys.
+        """
+        qp0, qp1 = q0 + offset, q1 - 1 + offset  # first and last absolute query position of the tile
+        full = True
+        if self.causal:
+            if k0 > qp1:
+                return False
+            full &= k1 - 1 <= qp0
+        if self.window is not None:
+            w = self.window
+            if qp0 - (k1 - 1) >= w:  # every key is too far in the past
+                return False
+            full &= qp1 - k0 < w
+            if not self.causal:
+                if k0 - qp1 >= w:
+                    return False
+                full &= (k1 - 1) - qp0 < w
+        qs = ks = None
+        if self.q_segment_ids is not None:
+            qs = self.q_segment_ids[:, q0:q1]
+            ks = self.kv_segment_ids[:, k0:k1]
+            qmin, qmax = qs.amin(1), qs.amax(1)
+            kmin, kmax = ks.amin(1), ks.amax(1)
+            if bool(((qmax < kmin) | (kmax < qmin)).all()):
+                return False
+            full &= bool(((qmin == qmax) & (kmin == kmax) & (qmin == kmin)).all())
+        if full and self.mask_mod is None:
+            return True
+        qpos = torch.arange(q0, q1, device=self._device()).add_(offset)[:, None]
+        kpos = torch.arange(k0, k1, device=self._device())[None, :]
+        m = torch.ones(q1 - q0, k1 - k0, dtype=torch.bool, device=qpos.device)
+        if self.causal:
+            m &= kpos <= qpos
+        if self.window is not None:
+            d = qpos - kpos
+            m &= (d < self.window) if self.causal else (d.abs() < self.window)
+        m = m[None]
+        if qs is not None:
+            m = m & (qs[:, :, None] == ks[:, None, :])
+        if self.mask_mod is not None:
+            m = m & self.mask_mod(qpos, kpos).to(torch.bool)
+        if not bool(m.any()):
+            return False
+        return m
+
+    def dense(self, n_q: int, n_k: int) -> Tensor | None:
+        """The whole mask as ``(B or 1, N, M)`` booleans, or None when nothing is masked."""
+        m = self.tile(0, n_q, 0, n_k, n_k - n_q)
+        if m is True:
+            return None
+        if m is False:
+            return torch.zeros(1, n_q, n_k, dtype=torch.bool, device=self._device())
+        return m
+
+    def _device(self):
+        return self.q_segment_ids.device if self.q_segment_ids is not None else None
+
+
+def segment_ids_from_cu_seqlens(cu_seqlens: Tensor, total: int | None = None) -> Tensor:
+    """flash-attn's ``cu_seqlens`` (``[0, len0, len0+len1, …]``) → ``(1, total)`` document ids of one packed row."""
+    cu = cu_seqlens.to(torch.long)
+    total = int(cu[-1]) if total is None else total
+    lengths = cu[1:] - cu[:-1]
+    if (lengths < 0).any():
+        raise ValueError(f"cu_seqlens must be non-decreasing, got {cu.tolist()}")
+    if int(cu[-1]) != total:
+        raise ValueError(f"cu_seqlens ends at {int(cu[-1])} but the packed sequence has {total} tokens")
+    return torch.repeat_interleave(torch.arange(len(lengths), device=cu.device), lengths)[None]
+
+
+def make_mask(
+    *,
+    causal: bool = False,
+    segment_ids: Tensor | None = None,
+    kv_segment_ids: Tensor | None = None,
+    cu_seqlens: Tensor | None = None,
+    window: int | None = None,
+    mask_mod: MaskMod | None = None,
+    n_q: int | None = None,
+    n_k: int | None = None,
+) -> AttentionMask:
+    """Build an :class:`AttentionMask` from the usual keyword arguments, checking their shapes."""
+    if cu_seqlens is not None:
+        if segment_ids is not None:
+            raise ValueError("give either segment_ids or cu_seqlens, not both")
+        segment_ids = segment_ids_from_cu_seqlens(cu_seqlens, n_q)
+    if segment_ids is not None:
+        if segment_ids.dim() != 2:
+            raise ValueError(f"segment_ids must be (batch, seq_len), got shape {tuple(segment_ids.shape)}")
+        if kv_segment_ids is None:
+            if n_q is not None and n_k is not None and n_q != n_k:
+                raise ValueError(
+                    f"segment_ids cover {n_q} queries but there are {n_k} keys: pass kv_segment_ids as well"
+                )
+            kv_segment_ids = segment_ids
+        if n_q is not None and segment_ids.shape[1] != n_q:
+            raise ValueError(f"segment_ids has length {segment_ids.shape[1]} but there are {n_q} queries")
+        if n_k is not None and kv_segment_ids.shape[1] != n_k:
+            raise ValueError(f"kv_segment_ids has length {kv_segment_ids.shape[1]} but there are {n_k} keys")
+    elif kv_segment_ids is not None:
+        raise ValueError("kv_segment_ids given without segment_ids")
+    if window is not None and window < 1:
+        raise ValueError(f"window must be ≥ 1, got {window}")
+    return AttentionMask(causal, window, segment_ids, kv_segment_ids, mask_mod)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Reference
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _check_shapes(q: Tensor, k: Tensor, v: Tensor) -> int:
+    if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
+        raise ValueError(
+            f"attention expects q, k, v as (batch, heads, seq_len, head_dim); got {tuple(q.shape)}, "
+            f"{tuple(k.shape)}, {tuple(v.shape)}"
+        )
+    if k.shape != v.shape:
+        raise ValueError(f"k and v must have the same shape, got {tuple(k.shape)} and {tuple(v.shape)}")
+    if q.shape[0] != k.shape[0] or q.shape[-1] != k.shape[-1]:
+        raise ValueError(f"q {tuple(q.shape)} and k {tuple(k.shape)} differ in batch or head_dim")
+    if q.shape[1] % k.shape[1]:
+        raise ValueError(f"query heads ({q.shape[1]}) must be a multiple of key/value heads ({k.shape[1]})")
+    if q.shape[2] > k.shape[2]:
+        raise ValueError(f"more queries ({q.shape[2]}) than keys ({k.shape[2]}): queries align to the end of keys")
+    return q.shape[1] // k.shape[1]
+
+
+def attention_ref(
+    q: Tensor, k: Tensor, v: Tensor, mask: AttentionMask | None = None, scale: float | None = None
+) -> tuple[Tensor, Tensor]:
+    """softmax(q kᵀ · scale + mask) v, in fp32, with the mask built densely.
+
+    q ``(B, Hq, N, D)``, k/v ``(B, Hkv, M, D)`` → out ``(B, Hq, N, D)`` in q's dtype, lse ``(B, Hq, N)`` fp32.
+    """
+    groups = _check_shapes(q, k, v)
+    n, m = q.shape[2], k.shape[2]
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    kf = k.float().repeat_interleave(groups, dim=1)
+    vf = v.float().repeat_interleave(groups, dim=1)
+    s = (q.float() @ kf.transpose(-1, -2)) * scale
+    dense = (mask or AttentionMask()).dense(n, m)
+    if dense is not None:
+        s = s.masked_fill(~dense[:, None].to(s.device), float("-inf"))
+    lse = torch.logsumexp(s, dim=-1)
+    p = torch.exp(s - lse[..., None].masked_fill(torch.isinf(lse[..., None]), 0.0))
+    out = p @ vf
+    return out.to(q.dtype), lse
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Chunked online softmax
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _group_rows(x: Tensor, groups: int, start: int, end: int) -> Tensor:
+    """(B, Hq, N, D)[:, :, start:end] → (B, Hkv, G·n, D) so that one matmul serves all query heads of a KV head."""
+    b, h, _, d = x.shape
+    return x[:, :, start:end].reshape(b, h // groups, groups * (end - start), d)
+
+
+def _ungroup_rows(x: Tensor, groups: int) -> Tensor:
+    b, hkv, gn, d = x.shape
+    return x.reshape(b, hkv * groups, gn // groups, d)
+
+
+def _masked(s: Tensor, tile: Tensor | bool, groups: int) -> Tensor:
+    if tile is True:
+        return s
+    b, hkv, gn, bk = s.shape
+    view = s.view(b, hkv, groups, gn // groups, bk)
+    view.masked_fill_(~tile[:, None, None], float("-inf"))
+    return s
+
+
+class _ChunkedAttention(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, mask: AttentionMask, scale: float, block_q: int, block_k: int):
+        groups = q.shape[1] // k.shape[1]
+        b, hq, n, d = q.shape
+        m = k.shape[2]
+        offset = m - n
+        acc_dtype = torch.float32
+        kf, vf = k.to(acc_dtype), v.to(acc_dtype)
+        out = torch.zeros(b, hq, n, d, dtype=acc_dtype, device=q.device)
+        lse = torch.full((b, hq, n), float("-inf"), dtype=acc_dtype, device=q.device)
+        for q0 in range(0, n, block_q):
+            q1 = min(q0 + block_q, n)
+            qb = _group_rows(q, groups, q0, q1).to(acc_dtype) * scale
+            row_max = row_sum = acc = None
+            for k0 in range(0, m, block_k):
+                k1 = min(k0 + block_k, m)
+                tile = mask.tile(q0, q1, k0, k1, offset)
+                if tile is False:
+                    continue
+                s = _masked(qb @ kf[:, :, k0:k1].transpose(-1, -2), tile, groups)
+                blk_max = s.amax(-1)
+                if row_max is None:
+                    new_max = blk_max
+                else:
+                    new_max = torch.maximum(row_max, blk_max)
+                safe_max = new_max.masked_fill(torch.isinf(new_max), 0.0)
+                p = torch.exp(s - safe_max[..., None])
+                pv = p @ vf[:, :, k0:k1]
+                if row_max is None:
+                    row_sum, acc = p.sum(-1), pv
+                else:
+                    alpha = torch.exp(row_max - safe_max)  # -inf - finite → 0; both -inf → exp(-inf - 0) = 0
+                    row_sum = row_sum * alpha + p.sum(-1)
+                    acc = acc * alpha[..., None] + pv
+                row_max = new_max
+            if row_max is None:
+                continue  # every key of this query block is masked: out 0, lse -inf
+            visible = row_sum > 0
+            out_blk = acc / torch.where(visible, row_sum, 1.0)[..., None]
+            lse_blk = torch.where(visible, row_max + torch.log(torch.where(visible, row_sum, 1.0)), float("-inf"))
+            out[:, :, q0:q1] = _ungroup_rows(out_blk, groups)
+            lse[:, :, q0:q1] = lse_blk.reshape(b, hq, q1 - q0)
+        out = out.to(q.dtype)
+        ctx.save_for_backward(q, k, v, out, lse)
+        ctx.mask, ctx.scale, ctx.block_q, ctx.block_k = mask, scale, block_q, block_k
+        return out, lse
+
+    @staticmethod
+    def backward(ctx, grad_out, grad_lse):
+        q, k, v, out, lse = ctx.saved_tensors
+        mask, scale, block_q, block_k = ctx.mask, ctx.scale, ctx.block_q, ctx.block_k
+        groups = q.shape[1] // k.shape[1]
+        b, hq, n, d = q.shape
+        m = k.shape[2]
+        offset = m - n
+        f32 = torch.float32
+        if grad_out is None:
+            grad_out = torch.zeros_like(out)
+        # d lse_i / d s_ij = p_ij, so the lse gradient enters exactly like -Delta: dS = P ∘ (dP − (Delta − g_lse)).
+        delta = (grad_out.to(f32) * out.to(f32)).sum(-1)
+        if grad_lse is not None:
+            delta = delta - torch.nan_to_num(grad_lse.to(f32), nan=0.0)
+        kf, vf = k.to(f32), v.to(f32)
+        dq = torch.zeros(b, hq, n, d, dtype=f32, device=q.device)
+        dk = torch.zeros(kf.shape, dtype=f32, device=q.device)
+        dv = torch.zeros(vf.shape, dtype=f32, device=q.device)
+        safe_lse = lse.masked_fill(torch.isinf(lse), float("inf"))  # rows with no key: exp(s - inf) = 0
+        for q0 in range(0, n, block_q):
+            q1 = min(q0 + block_q, n)
+            qb = _group_rows(q, groups, q0, q1).to(f32) * scale
+            dob = _group_rows(grad_out, groups, q0, q1).to(f32)
+            lse_b = safe_lse[:, :, q0:q1].reshape(b, hq // groups, -1, 1)
+            delta_b = delta[:, :, q0:q1].reshape(b, hq // groups, -1, 1)
+            dqb = None
+            for k0 in range(0, m, block_k):
+                k1 = min(k0 + block_k, m)
+                tile = mask.tile(q0, q1, k0, k1, offset)
+                if tile is False:
+                    continue
+                kb, vb = kf[:, :, k0:k1], vf[:, :, k0:k1]
+                s = _masked(qb @ kb.transpose(-1, -2), tile, groups)
+                p = torch.exp(s - lse_b)
+                dv[:, :, k0:k1] += p.transpose(-1, -2) @ dob
+                ds = p * ((dob @ vb.transpose(-1, -2)) - delta_b)
+                dk[:, :, k0:k1] += ds.transpose(-1, -2) @ qb
+                dqb = ds @ kb if dqb is None else dqb.add_(ds @ kb)
+            if dqb is not None:
+                dq[:, :, q0:q1] = _ungroup_rows(dqb, groups) * scale
+        return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), None, None, None, None
+
+
+def attention_chunked(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    mask: AttentionMask | None = None,
+    scale: float | None = None,
+    block_q: int = 512,
+    block_k: int = 512,
+) -> tuple[Tensor, Tensor]:
+    """Online-softmax attention over (block_q × block_k) tiles; memory O(N·D + block_q·block_k) per head.
+
+    Same shapes and results as :func:`attention_ref`; both outputs are differentiable (the custom backward recomputes
+    each tile instead of storing the probabilities).
+    """
+    _check_shapes(q, k, v)
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    return _ChunkedAttention.apply(q, k, v, mask or AttentionMask(), scale, block_q, block_k)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Fused kernels
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def attention_sdpa(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    mask: AttentionMask | None = None,
+    scale: float | None = None,
+    return_lse: bool = False,
+) -> tuple[Tensor, Tensor | None]:
+    """PyTorch SDPA. A plain causal/no mask goes to the fused kernel; any other mask is passed densely.
+
+    With ``return_lse`` the log-sum-exp comes from the CPU flash kernel and carries no gradient: asking for it while
+    inputs require grad raises (use the chunked path, whose lse is differentiable).
+    """
+    groups = _check_shapes(q, k, v)
+    mask = mask or AttentionMask()
+    n, m = q.shape[2], k.shape[2]
+    causal = mask.causal
+    attn_mask = None
+    if not mask.is_plain or (causal and n != m and n != 1):
+        # SDPA's is_causal aligns to the top-left corner; a KV cache needs bottom-right, so pass it densely.
+        attn_mask = mask.dense(n, m)
+        attn_mask = None if attn_mask is None else attn_mask[:, None]
+        causal = False
+    elif causal and n == 1:
+        causal = False  # one query at the end sees every key
+    if return_lse:
+        if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
+            raise ValueError(
+                "attention backend 'sdpa' returns a log-sum-exp without gradient; use backend='chunked' (or 'auto') "
+                "when the log-sum-exp must be differentiated"
+            )
+        if attn_mask is None and q.device.type == "cpu":
+            kk = k.repeat_interleave(groups, 1) if groups > 1 else k
+            vv = v.repeat_interleave(groups, 1) if groups > 1 else v
+            out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, kk, vv, 0.0, causal, scale=scale)
+            return out, lse.float()
+        # The fused kernels do not expose the lse with a dense mask (or off CPU): this path is dense anyway.
+        return attention_ref(q, k, v, mask, scale)
+    out = F.scaled_dot_product_attention(
+        q, k, v, attn_mask=attn_mask, is_causal=causal, scale=scale, enable_gqa=groups > 1
+    )
+    if attn_mask is not None:
+        # SDPA gives NaN (math path) or garbage for rows with no visible key; the convention here is 0.
+        empty = ~attn_mask.any(-1, keepdim=True)
+        if bool(empty.any()):
+            out = out.masked_fill(empty, 0.0)
+    return out, None
+
+
+def _flash_available(q: Tensor) -> bool:
+    return q.is_cuda and flash_attn() is not None and q.dtype in (torch.float16, torch.bfloat16)
+
+
+def attention_flash(
+    q: Tensor, k: Tensor, v: Tensor, mask: AttentionMask | None = None, scale: float | None = None,
+    return_lse: bool = False,
+) -> tuple[Tensor, Tensor | None]:
+    """flash-attn (CUDA, fp16/bf16). Supports causal (bottom-right aligned), sliding windows and GQA natively.
+
+    Packed documents are taken only as contiguous, sorted segment ids of a single row (converted to cu_seqlens).
+    """
+    fa = flash_attn()
+    if fa is None or not q.is_cuda:
+        raise RuntimeError("attention backend 'flash' needs the flash-attn package and CUDA tensors ([cuda] extra)")
+    if q.dtype not in (torch.float16, torch.bfloat16):
+        raise RuntimeError(f"attention backend 'flash' needs fp16/bf16 inputs, got {q.dtype}")
+    mask = mask or AttentionMask()
+    if mask.mask_mod is not None:
+        raise ValueError("attention backend 'flash' cannot take a mask_mod; use 'chunked'")
+    _check_shapes(q, k, v)
+    window = (-1, -1)
+    if mask.window is not None:
+        window = (mask.window - 1, 0 if mask.causal else mask.window - 1)
+    qt, kt, vt = (x.transpose(1, 2) for x in (q, k, v))  # flash-attn wants (B, N, H, D)
+    if mask.q_segment_ids is not None:
+        ids = mask.q_segment_ids
+        if ids.shape[0] != 1 or mask.kv_segment_ids is not mask.q_segment_ids or bool((ids.diff(dim=1) < 0).any()):
+            raise ValueError("attention backend 'flash' takes packed documents only as sorted ids of one row")
+        _, counts = torch.unique_consecutive(ids[0], return_counts=True)
+        cu = F.pad(counts.cumsum(0), (1, 0)).to(torch.int32)
+        max_len = int(counts.max())
+        res = fa.flash_attn_varlen_func(
+            qt[0], kt[0], vt[0], cu, cu, max_len, max_len, softmax_scale=scale, causal=mask.causal,
+            window_size=window, return_attn_probs=return_lse,
+        )
+        out, lse = (res[0], res[1]) if return_lse else (res, None)
+        out = out[None].transpose(1, 2)
+        return out, (lse[None].float() if lse is not None else None)
+    res = fa.flash_attn_func(
+        qt, kt, vt, softmax_scale=scale, causal=mask.causal, window_size=window, return_attn_probs=return_lse
+    )
+    out, lse = (res[0], res[1]) if return_lse else (res, None)
+    return out.transpose(1, 2), (lse.float() if lse is not None else None)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Entry point
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def resolve_backend(backend: str, q: Tensor, k: Tensor, mask: AttentionMask, need_lse_grad: bool) -> str:
+    """The path ``attention`` takes for these inputs; ``auto`` explained in the module docstring."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown attention backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend != "auto":
+        return backend
+    n, m = q.shape[2], k.shape[2]
+    if _flash_available(q) and mask.mask_mod is None and not need_lse_grad:
+        segs_ok = mask.q_segment_ids is None or (
+            q.shape[0] == 1 and mask.kv_segment_ids is mask.q_segment_ids
+        )
+        if segs_ok:
+            return "flash"
+    if q.is_cuda and flash_attn() is None:
+        log_fallback_once("attention auto", "flash-attn is not installed; using SDPA/chunked")
+    if need_lse_grad:
+        return "chunked"
+    plain = mask.is_plain and not (mask.causal and n != m and n != 1)
+    if plain:
+        return "sdpa"
+    return "sdpa" if n * m <= DENSE_MASK_MAX_ELEMENTS else "chunked"
+
+
+def attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    *,
+    causal: bool = False,
+    segment_ids: Tensor | None = None,
+    kv_segment_ids: Tensor | None = None,
+    cu_seqlens: Tensor | None = None,
+    window: int | None = None,
+    mask_mod: MaskMod | None = None,
+    mask: AttentionMask | None = None,
+    scale: float | None = None,
+    return_lse: bool = False,
+    backend: Backend = "auto",
+) -> Tensor | tuple[Tensor, Tensor]:
+    """Attention of q ``(B, Hq, N, D)`` over k, v ``(B, Hkv, M, D)``; returns out, or (out, lse) with ``return_lse``.
+
+    Give the mask either as keywords (causal, segment_ids / cu_seqlens, window, mask_mod) or as a prebuilt ``mask``.
+    """
+    if mask is None:
+        mask = make_mask(
+            causal=causal, segment_ids=segment_ids, kv_segment_ids=kv_segment_ids, cu_seqlens=cu_seqlens,
+            window=window, mask_mod=mask_mod, n_q=q.shape[2], n_k=k.shape[2],
+        )
+    elif causal or segment_ids is not None or cu_seqlens is not None or window is not None or mask_mod is not None:
+        raise ValueError("pass either mask= or the mask keywords (causal, segment_ids, …), not both")
+    need_lse_grad = return_lse and torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
+    path = resolve_backend(backend, q, k, mask, need_lse_grad)
+    if path == "ref":
+        out, lse = attention_ref(q, k, v, mask, scale)
+    elif path == "chunked":
+        out, lse = attention_chunked(q, k, v, mask, scale)
+    elif path == "sdpa":
+        out, lse = attention_sdpa(q, k, v, mask, scale, return_lse)
+    else:
+        out, lse = attention_flash(q, k, v, mask, scale, return_lse)
+    return (out, lse) if return_lse else out
+
+
+def merge_attention_partials(outs: list[Tensor], lses: list[Tensor]) -> tuple[Tensor, Tensor]:
+    """Combine attention over disjoint key sets: lse = logsumexp(lse_i), out = Σ exp(lse_i − lse) · out_i."""
+    lse = torch.logsumexp(torch.stack(lses), dim=0)
+    safe = lse.masked_fill(torch.isinf(lse), 0.0)
+    out = sum(torch.exp(l - safe)[..., None] * o.float() for o, l in zip(outs, lses))
+    return out.to(outs[0].dtype), lse
+
+
+__all__ = [
+    "AttentionMask", "BACKENDS", "attention", "attention_chunked", "attention_flash", "attention_ref", "attention_sdpa",
+    "make_mask", "merge_attention_partials", "resolve_backend", "segment_ids_from_cu_seqlens",
+]

@@ -1,0 +1,30 @@
+"""zoo: a long-context multimodal model zoo on one shared long-sequence backbone."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+
+def create_model(name: str, **overrides):
+    """Build a registered model by name (``zoo.registry.MODELS.names()`` lists them) with config overrides."""
+    from . import lm  # noqa: F401  (registers the built-in models)
+    from .registry import MODELS
+
+    return MODELS.get(name)(**overrides)
+
+
+def load_pretrained(path_or_id, **kwargs):
+    """See :func:`zoo.loading.load_pretrained`."""
+    from .loading import load_pretrained as _load
+
+    return _load(path_or_id, **kwargs)
+
+
+def list_models() -> list[str]:
+    from . import lm  # noqa: F401
+    from .registry import MODELS
+
+    return MODELS.names()
+
+
+__all__ = ["__version__", "create_model", "list_models", "load_pretrained"]

@@ -1,0 +1,74 @@
+"""The shared long-sequence block: pre-norm → mixer → residual → pre-norm → MLP → residual.
+
+Mixers (attention, and later Mamba, HSA, Hyena) live in the mixer registry; a model's mixer pattern is data:
+``layout: "attention"`` or ``["mamba"] * 7 + ["hsa"]`` or the string ``"mamba*7,hsa"``, repeated to fill n_layer.
+Every mixer is called as ``mixer(x, ctx, state)`` where ``ctx`` is the per-forward :class:`SeqContext` and ``state``
+is this layer's slot in the generation cache (a dict the mixer owns) or None.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import Tensor, nn
+
+from .layers import make_mlp, make_norm
+from .registry import MIXERS
+
+
+@dataclass
+class SeqContext:
+    """What every mixer may need about the sequence, computed once per forward."""
+
+    rope: tuple[Tensor, Tensor] | None = None  # cos, sin (B, N, head_dim)
+    segment_ids: Tensor | None = None  # (B, N) packed-document ids of the queries
+    kv_segment_ids: Tensor | None = None  # (B, M) ids of all keys incl. cached ones
+    extra: dict[str, Any] = field(default_factory=dict)  # modality-specific (e.g. a mask_mod)
+
+
+def expand_layout(layout: str | list[str], n_layer: int) -> list[str]:
+    """``"mamba*7,hsa"`` or ``["mamba", "mamba", "hsa"]`` → one mixer name per layer, the pattern repeated."""
+    if isinstance(layout, str):
+        names: list[str] = []
+        for part in layout.replace(" ", "").split(","):
+            if not part:
+                continue
+            name, _, count = part.partition("*")
+            if count and not count.isdigit():
+                raise ValueError(f"layout entry {part!r} should look like 'name' or 'name*count'")
+            names += [name] * (int(count) if count else 1)
+    else:
+        names = list(layout)
+    if not names:
+        raise ValueError("layout is empty")
+    if n_layer % len(names):
+        raise ValueError(f"layout pattern of {len(names)} layers {names} does not divide n_layer={n_layer}")
+    for name in set(names):
+        MIXERS.get(name)  # raises with the registered names
+    return names * (n_layer // len(names))
+
+
+class Block(nn.Module):
+    def __init__(
+        self,
+        d_model: int,
+        mixer: str,
+        mixer_kwargs: dict | None = None,
+        mlp: str = "swiglu",
+        d_ff: int | None = None,
+        norm: str = "rmsnorm",
+        norm_eps: float = 1e-6,
+        mlp_bias: bool = False,
+    ):
+        super().__init__()
+        self.norm1 = make_norm(norm, d_model, norm_eps)
+        self.mixer = MIXERS.get(mixer)(d_model=d_model, **(mixer_kwargs or {}))
+        self.mlp = make_mlp(mlp, d_model, d_ff or 4 * d_model, mlp_bias)
+        self.norm2 = make_norm(norm, d_model, norm_eps) if self.mlp is not None else None
+
+    def forward(self, x: Tensor, ctx: SeqContext, state: dict | None = None) -> Tensor:
+        x = x + self.mixer(self.norm1(x), ctx, state)
+        if self.mlp is not None:
+            x = x + self.mlp(self.norm2(x))
+        return x

@@ -1,0 +1,428 @@
+"""Causal language model built from the shared blocks, with Qwen2 and Llama checkpoint layouts.
+
+Reads top to bottom: config → model → generation → Hugging Face conversion (config and weight names, both ways).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from . import mixers as _mixers  # noqa: F401  (registers the attention mixer)
+from .block import Block, SeqContext, expand_layout
+from .layers import make_norm
+from .positions import RopeScaling, RotaryEmbedding
+from .registry import HF_FAMILIES, register_model
+
+
+@dataclass
+class LMConfig:
+    vocab_size: int = 260
+    d_model: int = 128
+    n_layer: int = 4
+    n_head: int = 4
+    n_kv_head: int | None = None
+    head_dim: int | None = None
+    d_ff: int | None = None
+    layout: str | list[str] = "attention"
+    mixer_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    mlp: str = "swiglu"
+    norm: str = "rmsnorm"
+    norm_eps: float = 1e-6
+    qkv_bias: bool = False
+    attn_out_bias: bool = False
+    mlp_bias: bool = False
+    rope_theta: float = 10000.0
+    rope_scaling: dict[str, Any] | None = None
+    max_position_embeddings: int = 2048
+    tie_word_embeddings: bool = False
+    attn_backend: str = "auto"
+    family: str = "qwen2"  # the Hugging Face model_type that save_pretrained writes
+    bos_token_id: int | None = None
+    eos_token_id: int | None = None
+    pad_token_id: int | None = None
+
+    def __post_init__(self):
+        self.n_kv_head = self.n_kv_head or self.n_head
+        self.head_dim = self.head_dim or self.d_model // self.n_head
+        self.d_ff = self.d_ff or 4 * self.d_model
+        RopeScaling.from_dict(self.rope_scaling)  # validate early, with the key names
+        if self.family not in ("qwen2", "llama"):
+            raise ValueError(f"LMConfig.family must be 'qwen2' or 'llama', got {self.family!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> LMConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown LMConfig keys {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**d)
+
+
+@dataclass
+class LMOutput:
+    logits: Tensor
+    loss: Tensor | None = None
+    cache: KVCache | None = None
+
+
+@dataclass
+class KVCache:
+    """Per-layer mixer state for generation, plus how many positions it already holds."""
+
+    layers: list[dict]
+    seen: int = 0
+    segment_ids: Tensor | None = None
+
+    @classmethod
+    def empty(cls, n_layer: int) -> KVCache:
+        return cls([{} for _ in range(n_layer)])
+
+
+class CausalLM(nn.Module):
+    arch = "causal_lm"
+
+    def __init__(self, config: LMConfig):
+        super().__init__()
+        self.config = config
+        c = config
+        layout = expand_layout(c.layout, c.n_layer)
+        attn_kwargs = dict(
+            n_head=c.n_head, n_kv_head=c.n_kv_head, head_dim=c.head_dim, qkv_bias=c.qkv_bias,
+            out_bias=c.attn_out_bias, causal=True, backend=c.attn_backend,
+        )
+        mixer_kwargs = {"attention": attn_kwargs}
+        for name, kw in c.mixer_kwargs.items():
+            mixer_kwargs[name] = {**mixer_kwargs.get(name, {}), **kw}
+        self.embed = nn.Embedding(c.vocab_size, c.d_model)
+        self.blocks = nn.ModuleList(
+            Block(c.d_model, name, mixer_kwargs.get(name), c.mlp, c.d_ff, c.norm, c.norm_eps, c.mlp_bias)
+            for name in layout
+        )
+        self.norm = make_norm(c.norm, c.d_model, c.norm_eps)
+        self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)
+        if c.tie_word_embeddings:
+            self.lm_head.weight = self.embed.weight
+        self.rotary = RotaryEmbedding(c.head_dim, c.rope_theta, c.rope_scaling)
+        self.apply(self._init_weights)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=0.02)
+            if getattr(module, "bias", None) is not None:
+                nn.init.zeros_(module.bias)
+
+    # ---- forward -----------------------------------------------------------------------------------------------
+
+    def forward(
+        self,
+        input_ids: Tensor | None = None,
+        *,
+        inputs_embeds: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        segment_ids: Tensor | None = None,
+        labels: Tensor | None = None,
+        cache: KVCache | None = None,
+        rope_cos_scale: Tensor | None = None,
+    ) -> LMOutput:
+        """input_ids ``(B, N)`` (or inputs_embeds ``(B, N, d_model)``) → logits ``(B, N, vocab)``.
+
+        segment_ids ``(B, N)``: packed documents that must not see each other; positions restart in each document
+        unless position_ids are given. position_ids may be float and ``(B, N)`` or ``(B, N, head_dim/2)``.
+        labels ``(B, N)``: next-token loss (shifted here; -100 is ignored).
+        """
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("give exactly one of input_ids and inputs_embeds")
+        x = self.embed(input_ids) if inputs_embeds is None else inputs_embeds
+        b, n, _ = x.shape
+        start = cache.seen if cache is not None else 0
+        if position_ids is None:
+            if segment_ids is not None and cache is None:
+                position_ids = positions_from_segments(segment_ids)
+            else:
+                position_ids = torch.arange(start, start + n, device=x.device)[None].expand(b, n)
+        kv_segment_ids = segment_ids
+        if cache is not None and segment_ids is not None:
+            if cache.segment_ids is not None:
+                kv_segment_ids = torch.cat((cache.segment_ids, segment_ids), dim=1)
+            cache.segment_ids = kv_segment_ids
+        ctx = SeqContext(
+            rope=self.rotary(position_ids, rope_cos_scale), segment_ids=segment_ids, kv_segment_ids=kv_segment_ids
+        )
+        for i, block in enumerate(self.blocks):
+            x = block(x, ctx, cache.layers[i] if cache is not None else None)
+        logits = self.lm_head(self.norm(x))
+        if cache is not None:
+            cache.seen += n
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(
+                logits[:, :-1].reshape(-1, logits.shape[-1]).float(), labels[:, 1:].reshape(-1), ignore_index=-100
+            )
+        return LMOutput(logits=logits, loss=loss, cache=cache)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        input_ids: Tensor,
+        max_new_tokens: int,
+        *,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        eos_token_id: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Greedy (or sampled) decoding with a KV cache; returns prompt + new tokens ``(B, N + new)``.
+
+        Rows that produced eos_token_id keep emitting it (Hugging Face pads them the same way).
+        """
+        cache = KVCache.empty(len(self.blocks))
+        out = self(input_ids, cache=cache)
+        tokens = input_ids
+        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        for _ in range(max_new_tokens):
+            next_logits = out.logits[:, -1].float()
+            if do_sample:
+                next_logits = next_logits / temperature
+                if top_k is not None:
+                    kth = next_logits.topk(top_k, dim=-1).values[:, -1:]
+                    next_logits = next_logits.masked_fill(next_logits < kth, float("-inf"))
+                nxt = torch.multinomial(next_logits.softmax(-1), 1, generator=generator)[:, 0]
+            else:
+                nxt = next_logits.argmax(-1)
+            if eos_token_id is not None:
+                nxt = torch.where(done, torch.full_like(nxt, eos_token_id), nxt)
+                done |= nxt == eos_token_id
+            tokens = torch.cat((tokens, nxt[:, None]), dim=1)
+            if eos_token_id is not None and bool(done.all()):
+                break
+            out = self(nxt[:, None], cache=cache)
+        return tokens
+
+    # ---- config round trip for zoo checkpoints ------------------------------------------------------------------
+
+    def config_dict(self) -> dict:
+        return self.config.to_dict()
+
+    @classmethod
+    def from_config_dict(cls, d: dict, **overrides) -> CausalLM:
+        return cls(replace(LMConfig.from_dict(d), **overrides) if overrides else LMConfig.from_dict(d))
+
+    # ---- Hugging Face layout ------------------------------------------------------------------------------------
+
+    def save_pretrained(self, path, max_shard_size: int | str = "2GB") -> None:
+        from .loading import save_hf_directory
+
+        save_hf_directory(self, path, max_shard_size)
+
+    def hf_config(self) -> dict:
+        return hf_config_from_lm(self.config)
+
+    def hf_state_dict(self) -> dict[str, Tensor]:
+        sd = self.state_dict()
+        if self.config.tie_word_embeddings:
+            sd.pop("lm_head.weight")
+        return {zoo_to_hf_key(k): v for k, v in sd.items()}
+
+    @classmethod
+    def from_hf(cls, hf_config: dict, **overrides) -> CausalLM:
+        cfg = lm_config_from_hf(hf_config)
+        try:
+            cfg = replace(cfg, **overrides)
+        except TypeError:
+            known = sorted(f.name for f in fields(LMConfig))
+            raise ValueError(f"unknown override(s) {sorted(overrides)}; LMConfig fields: {known}") from None
+        return cls(cfg)
+
+    def state_dict_from_hf(self, hf_state: dict[str, Tensor]) -> dict[str, Tensor]:
+        sd = {hf_to_zoo_key(k): v for k, v in hf_state.items() if not k.endswith("rotary_emb.inv_freq")}
+        if self.config.tie_word_embeddings:
+            sd.pop("lm_head.weight", None)  # some tied checkpoints store it anyway; the embedding is the truth
+            sd["lm_head.weight"] = sd.get("embed.weight")
+        return sd
+
+
+def positions_from_segments(segment_ids: Tensor) -> Tensor:
+    """Positions that restart at 0 at every change of segment id: ``[[0,0,1,1,1]] → [[0,1,0,1,2]]``."""
+    b, n = segment_ids.shape
+    idx = torch.arange(n, device=segment_ids.device).expand(b, n)
+    starts = torch.ones_like(segment_ids, dtype=torch.bool)
+    starts[:, 1:] = segment_ids[:, 1:] != segment_ids[:, :-1]
+    start_idx = torch.where(starts, idx, torch.zeros_like(idx)).cummax(dim=1).values
+    return idx - start_idx
+
+
+# ---- Hugging Face names ------------------------------------------------------------------------------------------
+
+_HF_TO_ZOO = [
+    (r"^model\.embed_tokens\.", "embed."),
+    (r"^model\.layers\.(\d+)\.input_layernorm\.", r"blocks.\1.norm1."),
+    (r"^model\.layers\.(\d+)\.post_attention_layernorm\.", r"blocks.\1.norm2."),
+    (r"^model\.layers\.(\d+)\.self_attn\.", r"blocks.\1.mixer."),
+    (r"^model\.layers\.(\d+)\.mlp\.", r"blocks.\1.mlp."),
+    (r"^model\.norm\.", "norm."),
+    (r"^lm_head\.", "lm_head."),
+]
+_ZOO_TO_HF = [
+    (r"^embed\.", "model.embed_tokens."),
+    (r"^blocks\.(\d+)\.norm1\.", r"model.layers.\1.input_layernorm."),
+    (r"^blocks\.(\d+)\.norm2\.", r"model.layers.\1.post_attention_layernorm."),
+    (r"^blocks\.(\d+)\.mixer\.", r"model.layers.\1.self_attn."),
+    (r"^blocks\.(\d+)\.mlp\.", r"model.layers.\1.mlp."),
+    (r"^norm\.", "model.norm."),
+    (r"^lm_head\.", "lm_head."),
+]
+
+
+def _rename(key: str, rules) -> str:
+    for pattern, repl in rules:
+        new, count = re.subn(pattern, repl, key)
+        if count:
+            return new
+    return key  # unknown keys pass through and are reported by the strict load
+
+
+def hf_to_zoo_key(key: str) -> str:
+    return _rename(key, _HF_TO_ZOO)
+
+
+def zoo_to_hf_key(key: str) -> str:
+    return _rename(key, _ZOO_TO_HF)
+
+
+def _hf_rope(hf: dict) -> tuple[float, dict | None]:
+    params = hf.get("rope_parameters") or {}
+    theta = params.get("rope_theta", hf.get("rope_theta", 10000.0))
+    scaling = hf.get("rope_scaling") or params
+    kind = scaling.get("rope_type", scaling.get("type", "default")) if scaling else "default"
+    if kind in (None, "default"):
+        return float(theta), None
+    keep = {k: v for k, v in scaling.items() if k not in ("rope_theta", "rope_type", "type")}
+    if kind == "dynamic" and "original_max_position_embeddings" not in keep:
+        keep["original_max_position_embeddings"] = hf.get("max_position_embeddings")
+    if kind == "yarn" and "original_max_position_embeddings" not in keep:
+        keep["original_max_position_embeddings"] = hf.get("max_position_embeddings")
+    return float(theta), {"type": kind, **keep}
+
+
+def lm_config_from_hf(hf: dict) -> LMConfig:
+    model_type = hf.get("model_type")
+    if model_type not in ("qwen2", "llama"):
+        raise ValueError(f"lm_config_from_hf handles model_type 'qwen2' and 'llama', got {model_type!r}")
+    act = hf.get("hidden_act", "silu")
+    if act != "silu":
+        raise ValueError(f"config.json hidden_act={act!r}: zoo's Qwen2/Llama MLP is SwiGLU (silu)")
+    if hf.get("use_sliding_window"):
+        raise ValueError("config.json use_sliding_window=true: sliding-window Qwen2 layers are not supported yet")
+    theta, scaling = _hf_rope(hf)
+    n_head = hf["num_attention_heads"]
+    is_qwen = model_type == "qwen2"
+    return LMConfig(
+        vocab_size=hf["vocab_size"],
+        d_model=hf["hidden_size"],
+        n_layer=hf["num_hidden_layers"],
+        n_head=n_head,
+        n_kv_head=hf.get("num_key_value_heads") or n_head,
+        head_dim=hf.get("head_dim") or hf["hidden_size"] // n_head,
+        d_ff=hf["intermediate_size"],
+        norm_eps=hf.get("rms_norm_eps", 1e-6),
+        qkv_bias=True if is_qwen else bool(hf.get("attention_bias", False)),
+        attn_out_bias=False if is_qwen else bool(hf.get("attention_bias", False)),
+        mlp_bias=False if is_qwen else bool(hf.get("mlp_bias", False)),
+        rope_theta=theta,
+        rope_scaling=scaling,
+        max_position_embeddings=hf.get("max_position_embeddings", 2048),
+        tie_word_embeddings=bool(hf.get("tie_word_embeddings", False)),
+        family=model_type,
+        bos_token_id=hf.get("bos_token_id"),
+        eos_token_id=hf.get("eos_token_id") if not isinstance(hf.get("eos_token_id"), list) else hf["eos_token_id"][0],
+        pad_token_id=hf.get("pad_token_id"),
+    )
+
+
+def hf_config_from_lm(c: LMConfig) -> dict:
+    if set(expand_layout(c.layout, c.n_layer)) != {"attention"} or c.mlp != "swiglu" or c.norm != "rmsnorm":
+        raise ValueError("only all-attention SwiGLU/RMSNorm LMs have a Qwen2/Llama Hugging Face layout")
+    if c.family == "qwen2" and (not c.qkv_bias or c.attn_out_bias or c.mlp_bias):
+        raise ValueError("a Qwen2 layout needs qkv_bias=True, attn_out_bias=False, mlp_bias=False")
+    if c.family == "llama" and (c.qkv_bias != c.attn_out_bias):
+        raise ValueError("a Llama layout has one attention_bias for q, k, v and o")
+    scaling = RopeScaling.from_dict(c.rope_scaling)
+    rope_scaling = None
+    if scaling.type != "none":
+        rope_scaling = {"rope_type": scaling.type, "factor": scaling.factor}
+        if scaling.type == "ntk":
+            raise ValueError("static 'ntk' rope scaling has no Hugging Face equivalent; use 'dynamic' or 'yarn'")
+        if scaling.original_max_position_embeddings is not None:
+            rope_scaling["original_max_position_embeddings"] = scaling.original_max_position_embeddings
+        if scaling.type == "yarn":
+            rope_scaling.update(beta_fast=scaling.beta_fast, beta_slow=scaling.beta_slow, truncate=scaling.truncate)
+            if scaling.attention_factor is not None:
+                rope_scaling["attention_factor"] = scaling.attention_factor
+    hf = {
+        "architectures": ["Qwen2ForCausalLM" if c.family == "qwen2" else "LlamaForCausalLM"],
+        "model_type": c.family,
+        "vocab_size": c.vocab_size,
+        "hidden_size": c.d_model,
+        "intermediate_size": c.d_ff,
+        "num_hidden_layers": c.n_layer,
+        "num_attention_heads": c.n_head,
+        "num_key_value_heads": c.n_kv_head,
+        "head_dim": c.head_dim,
+        "hidden_act": "silu",
+        "max_position_embeddings": c.max_position_embeddings,
+        "rms_norm_eps": c.norm_eps,
+        "rope_theta": c.rope_theta,
+        "rope_scaling": rope_scaling,
+        "tie_word_embeddings": c.tie_word_embeddings,
+        "bos_token_id": c.bos_token_id,
+        "eos_token_id": c.eos_token_id,
+        "pad_token_id": c.pad_token_id,
+        "torch_dtype": "float32",
+    }
+    if c.family == "llama":
+        hf.update(attention_bias=c.qkv_bias, mlp_bias=c.mlp_bias)
+    else:
+        hf.update(use_sliding_window=False)
+    return hf
+
+
+HF_FAMILIES.register("qwen2")(CausalLM)
+HF_FAMILIES.register("llama")(CausalLM)
+
+
+# ---- named models -----------------------------------------------------------------------------------------------
+
+
+@register_model("lm-tiny")
+def lm_tiny(**overrides) -> CausalLM:
+    """A byte-level Qwen2-shaped LM small enough to train on a laptop CPU (≈0.8M parameters)."""
+    return CausalLM(LMConfig(**{"vocab_size": 260, "d_model": 128, "n_layer": 4, "n_head": 4, "d_ff": 384,
+                                "qkv_bias": True, **overrides}))
+
+
+@register_model("qwen2-0.5b")
+def qwen2_0_5b(**overrides) -> CausalLM:
+    """Qwen2-0.5B's shape (random weights; load real ones with zoo.load_pretrained)."""
+    return CausalLM(LMConfig(**{
+        "vocab_size": 151936, "d_model": 896, "n_layer": 24, "n_head": 14, "n_kv_head": 2, "d_ff": 4864,
+        "qkv_bias": True, "rope_theta": 1_000_000.0, "max_position_embeddings": 32768, "tie_word_embeddings": True,
+        "norm_eps": 1e-6, **overrides}))
+
+
+@register_model("qwen2-7b")
+def qwen2_7b(**overrides) -> CausalLM:
+    """Qwen2-7B's shape, the LongVA language model (random weights)."""
+    return CausalLM(LMConfig(**{
+        "vocab_size": 152064, "d_model": 3584, "n_layer": 28, "n_head": 28, "n_kv_head": 4, "d_ff": 18944,
+        "qkv_bias": True, "rope_theta": 1_000_000.0, "max_position_embeddings": 32768, "norm_eps": 1e-6,
+        **overrides}))

@@ -1,0 +1,69 @@
+"""Multi-head attention mixer: grouped-query heads, optional biases, RoPE, packed documents, KV cache."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from zoo.kernels.attention import BACKENDS, attention, make_mask
+
+from ..block import SeqContext
+from ..positions import apply_rotary
+from ..registry import register_mixer
+
+
+@register_mixer("attention")
+class Attention(nn.Module):
+    def __init__(
+        self,
+        d_model: int,
+        n_head: int,
+        n_kv_head: int | None = None,
+        head_dim: int | None = None,
+        qkv_bias: bool = False,
+        out_bias: bool = False,
+        causal: bool = True,
+        window: int | None = None,
+        backend: str = "auto",
+    ):
+        super().__init__()
+        n_kv_head = n_kv_head or n_head
+        if n_head % n_kv_head:
+            raise ValueError(f"n_head ({n_head}) must be a multiple of n_kv_head ({n_kv_head})")
+        if head_dim is None:
+            if d_model % n_head:
+                raise ValueError(f"d_model ({d_model}) must be divisible by n_head ({n_head}) or give head_dim")
+            head_dim = d_model // n_head
+        if backend not in BACKENDS:
+            raise ValueError(f"attention backend must be one of {BACKENDS}, got {backend!r}")
+        self.n_head, self.n_kv_head, self.head_dim = n_head, n_kv_head, head_dim
+        self.causal, self.window, self.backend = causal, window, backend
+        self.q_proj = nn.Linear(d_model, n_head * head_dim, bias=qkv_bias)
+        self.k_proj = nn.Linear(d_model, n_kv_head * head_dim, bias=qkv_bias)
+        self.v_proj = nn.Linear(d_model, n_kv_head * head_dim, bias=qkv_bias)
+        self.o_proj = nn.Linear(n_head * head_dim, d_model, bias=out_bias)
+
+    def forward(self, x: Tensor, ctx: SeqContext, state: dict | None = None) -> Tensor:
+        b, n, _ = x.shape
+        q = self.q_proj(x).view(b, n, self.n_head, self.head_dim).transpose(1, 2)
+        k = self.k_proj(x).view(b, n, self.n_kv_head, self.head_dim).transpose(1, 2)
+        v = self.v_proj(x).view(b, n, self.n_kv_head, self.head_dim).transpose(1, 2)
+        if ctx.rope is not None:
+            cos, sin = ctx.rope
+            q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        if state is not None:
+            if "k" in state:
+                k = torch.cat((state["k"], k), dim=2)
+                v = torch.cat((state["v"], v), dim=2)
+            state["k"], state["v"] = k, v
+        mask = make_mask(
+            causal=self.causal,
+            segment_ids=ctx.segment_ids,
+            kv_segment_ids=ctx.kv_segment_ids,
+            window=self.window,
+            mask_mod=ctx.extra.get("mask_mod"),
+            n_q=n,
+            n_k=k.shape[2],
+        )
+        out = attention(q, k, v, mask=mask, backend=self.backend)
+        return self.o_proj(out.transpose(1, 2).reshape(b, n, self.n_head * self.head_dim))
