@@ -1,1 +1,1 @@
-
+"""Modalities: each subpackage holds one modality's sampler/tokenizer, model families, Lightning module and eval tasks."""

@@ -1,0 +1,163 @@
+"""``python -m zoo.eval passkey``: exact-match passkey accuracy per context length and depth, with plots."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from zoo.registry import EVAL_TASKS
+
+from .passkey import PasskeySet, answer_exact_match
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+@torch.no_grad()
+def passkey_accuracy(model, lengths, depths, samples_per_depth: int, batch_size: int, seed: int = 1234,
+                     progress: bool = True) -> tuple[dict, dict]:
+    """Exact-match accuracy per length, and per (length, depth)."""
+    acc, by_depth = {}, {}
+    for length in lengths:
+        data = PasskeySet(length, depths, samples_per_depth, seed=seed)
+        hits = {d: [] for d in depths}
+        loader = DataLoader(data, batch_size=batch_size)
+        for batch in tqdm(loader, desc=f"passkey @ {length}", disable=not progress, leave=False):
+            logits = model(batch["input_ids"]).logits
+            ok = answer_exact_match(logits, batch["input_ids"], batch["answer_mask"])
+            for d, o in zip(batch["depth"].tolist(), ok.tolist()):
+                hits[min(depths, key=lambda x: abs(x - d))].append(o)
+        by_depth[str(length)] = {str(d): sum(v) / len(v) for d, v in hits.items()}
+        acc[str(length)] = sum(sum(v) for v in hits.values()) / len(data)
+    return acc, by_depth
+
+
+def plot_passkey(runs: dict[str, dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(runs)
+    fig, axes = plt.subplots(1, 1 + n, figsize=(5 + 4 * n, 4), squeeze=False)
+    ax = axes[0, 0]
+    for name, run in runs.items():
+        lengths = [int(k) for k in run["accuracy"]]
+        ax.plot(lengths, list(run["accuracy"].values()), marker="o", label=name)
+    if "trained_length" in next(iter(runs.values())):
+        ax.axvline(next(iter(runs.values()))["trained_length"], color="gray", ls="--", lw=1, label="training length")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("context length (tokens)")
+    ax.set_ylabel("passkey accuracy")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title("accuracy vs length")
+    for i, (name, run) in enumerate(runs.items(), 1):
+        ax = axes[0, i]
+        lengths = list(run["accuracy_by_depth"])
+        depths = list(next(iter(run["accuracy_by_depth"].values())))
+        grid = [[run["accuracy_by_depth"][length][d] for length in lengths] for d in depths]
+        im = ax.imshow(grid, vmin=0, vmax=1, cmap="RdYlGn", aspect="auto", origin="upper")
+        ax.set_xticks(range(len(lengths)), lengths)
+        ax.set_yticks(range(len(depths)), depths)
+        ax.set_xlabel("context length")
+        ax.set_ylabel("key depth")
+        ax.set_title(f"{name}: accuracy by depth")
+        for y, row in enumerate(grid):
+            for x, v in enumerate(row):
+                ax.text(x, y, f"{v:.2f}", ha="center", va="center", fontsize=8)
+    fig.colorbar(im, ax=axes[0, 1:].tolist())
+    fig.suptitle(title)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+class PasskeyTask:
+    help = "passkey retrieval accuracy vs context length and depth (optionally with RoPE scaling)"
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        p.add_argument("--ckpt", required=True, help="zoo .ckpt from zoo.fit, or a Hugging Face model directory")
+        p.add_argument("--lengths", type=_ints, default=[512, 1024, 2048, 4096])
+        p.add_argument("--depths", type=_floats, default=[0.0, 0.25, 0.5, 0.75, 1.0])
+        p.add_argument("--samples-per-depth", type=int, default=10)
+        p.add_argument("--batch-size", type=int, default=4)
+        p.add_argument(
+            "--rope-scaling", default="none",
+            help="comma-separated RoPE scalings to evaluate side by side: none, yarn, ntk, linear, dynamic",
+        )
+        p.add_argument("--rope-factor", type=float, default=None,
+                       help="scaling factor (default: longest length / trained length)")
+        p.add_argument("--backend", default=None, help="attention backend override (auto, sdpa, chunked, ref)")
+        p.add_argument("--seed", type=int, default=1234)
+        p.add_argument("--out-dir", type=Path, default=None,
+                       help="where the PNG and JSON go (default: next to the checkpoint)")
+
+    def run(self, args) -> dict:
+        from zoo.loading import load_pretrained
+
+        for d in args.depths:
+            if not 0 <= d <= 1:
+                raise SystemExit(f"--depths: {d} is outside [0, 1]")
+        ckpt = Path(args.ckpt)
+        base = load_pretrained(ckpt)
+        trained = base.config.max_position_embeddings
+        factor = args.rope_factor or max(1.0, max(args.lengths) / trained)
+        runs: dict[str, dict] = {}
+        for name in [s.strip() for s in args.rope_scaling.split(",") if s.strip()]:
+            overrides = {}
+            if args.backend:
+                overrides["attn_backend"] = args.backend
+            if name != "none":
+                overrides["rope_scaling"] = {"type": name, "factor": factor, "original_max_position_embeddings": trained}
+            model = load_pretrained(ckpt, **overrides) if overrides else base
+            acc, by_depth = passkey_accuracy(
+                model, args.lengths, args.depths, args.samples_per_depth, args.batch_size, args.seed
+            )
+            label = name if name == "none" else f"{name} ×{factor:g}"
+            runs[label] = {"accuracy": acc, "accuracy_by_depth": by_depth, "trained_length": trained}
+        first = next(iter(runs.values()))
+        result = {
+            "task": "passkey",
+            "checkpoint": str(ckpt),
+            "trained_length": trained,
+            "samples_per_depth": args.samples_per_depth,
+            "accuracy": first["accuracy"],
+            "accuracy_by_depth": first["accuracy_by_depth"],
+            "by_rope_scaling": {k: {"accuracy": v["accuracy"], "accuracy_by_depth": v["accuracy_by_depth"]}
+                                for k, v in runs.items()},
+        }
+        # table
+        header = f"{'rope scaling':<14}" + "".join(f"{length:>8}" for length in args.lengths)
+        print(f"passkey accuracy ({args.samples_per_depth} × {len(args.depths)} depths per length; "
+              f"trained at {trained})")
+        print(header)
+        for name, run in runs.items():
+            print(f"{name:<14}" + "".join(f"{run['accuracy'][str(length)]:>8.3f}" for length in args.lengths))
+        out_dir = args.out_dir or (ckpt.parent if ckpt.is_file() else ckpt)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        stem = "passkey_" + "_".join(k.split()[0] for k in runs)
+        from zoo.eval import write_json
+
+        write_json(result, out_dir / f"{stem}.json")
+        plot_passkey(runs, out_dir / f"{stem}.png", f"passkey retrieval — {ckpt.name}")
+        print(f"wrote {out_dir / (stem + '.json')} and {out_dir / (stem + '.png')}")
+        return result
+
+
+EVAL_TASKS.register("passkey")(PasskeyTask())

@@ -1,0 +1,101 @@
+"""Lightning glue for text LMs: the module that trains a :class:`zoo.lm.CausalLM` and the passkey data module."""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from zoo.lm import CausalLM, LMConfig
+
+from .passkey import PasskeySet, PasskeyStream, answer_exact_match
+
+
+def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_ratio: float) -> float:
+    """LR multiplier: linear warm-up to 1, then cosine down to ``min_ratio`` at ``total_steps``."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class LMModule(L.LightningModule):
+    """Next-token training of a causal LM; validation reports loss and passkey exact match when the batch has one."""
+
+    def __init__(
+        self,
+        model: LMConfig,
+        lr: float = 1e-3,
+        weight_decay: float = 0.1,
+        betas: tuple[float, float] = (0.9, 0.95),
+        warmup_steps: int = 100,
+        min_lr_ratio: float = 0.1,
+    ):
+        super().__init__()
+        # zoo_model lets zoo.load_pretrained rebuild the network from the checkpoint alone (plain types only, so
+        # the checkpoint loads with weights_only=True)
+        self.save_hyperparameters(
+            {"zoo_model": {"arch": CausalLM.arch, "config": model.to_dict(), "prefix": "model."},
+             "lr": lr, "weight_decay": weight_decay, "betas": list(betas), "warmup_steps": warmup_steps,
+             "min_lr_ratio": min_lr_ratio}
+        )
+        self.model = CausalLM(model)
+
+    def forward(self, input_ids, **kwargs):
+        return self.model(input_ids, **kwargs)
+
+    def training_step(self, batch, batch_idx):
+        out = self.model(batch["input_ids"], labels=batch["labels"])
+        self.log("train/loss", out.loss, prog_bar=True)
+        return out.loss
+
+    def validation_step(self, batch, batch_idx):
+        out = self.model(batch["input_ids"], labels=batch["labels"])
+        self.log("val/loss", out.loss, prog_bar=True)
+        if "answer_mask" in batch:
+            acc = answer_exact_match(out.logits, batch["input_ids"], batch["answer_mask"]).mean()
+            self.log("val/passkey_acc", acc, prog_bar=True)
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        decay = [p for n, p in self.model.named_parameters() if p.dim() >= 2]
+        no_decay = [p for n, p in self.model.named_parameters() if p.dim() < 2]
+        opt = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=hp.lr, betas=tuple(hp.betas),
+        )
+        total = self.trainer.max_steps if self.trainer and self.trainer.max_steps > 0 else 10_000
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: warmup_cosine(s, hp.warmup_steps, total, hp.min_lr_ratio)
+        )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+class PasskeyDataModule(L.LightningDataModule):
+    """Synthetic passkey text at ``seq_len`` byte tokens; nothing is downloaded."""
+
+    def __init__(
+        self,
+        seq_len: int = 512,
+        batch_size: int = 16,
+        val_per_depth: int = 20,
+        loss_on: str = "all",
+        num_workers: int = 0,
+        seed: int = 0,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+
+    def train_dataloader(self):
+        hp = self.hparams
+        return DataLoader(
+            PasskeyStream(hp.seq_len, hp.seed, hp.loss_on), batch_size=hp.batch_size, num_workers=hp.num_workers
+        )
+
+    def val_dataloader(self):
+        hp = self.hparams
+        return DataLoader(
+            PasskeySet(hp.seq_len, n_per_depth=hp.val_per_depth, loss_on=hp.loss_on), batch_size=hp.batch_size
+        )

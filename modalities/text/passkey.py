@@ -1,0 +1,108 @@
+"""Synthetic passkey retrieval (Mohtashami & Jaggi, 2023): a 5-digit key hidden in filler text, asked for at the end.
+
+A sample is ``BOS filler… The pass key is 71432. Remember it. 71432 is the pass key. …filler What is the pass key?
+The pass key is 71432`` at exactly ``seq_len`` byte tokens, the key sentence starting at fraction ``depth`` of the
+filler. Accuracy is exact match of all five digits; with teacher forcing that equals greedy decoding (if every forced
+step is right, greedy decoding reproduces the forced tokens).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import Dataset, IterableDataset, get_worker_info
+
+from .tokenizer import ByteTokenizer
+
+FILLER = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again. "
+QUESTION = "What is the pass key? The pass key is "
+KEY_DIGITS = 5
+
+
+@dataclass
+class PasskeySample:
+    input_ids: list[int]
+    answer_start: int  # index of the first answer token in input_ids
+    key: int
+    depth: float
+
+
+def make_passkey_sample(seq_len: int, depth: float, key: int, tokenizer: ByteTokenizer | None = None) -> PasskeySample:
+    tok = tokenizer or ByteTokenizer()
+    if not 0.0 <= depth <= 1.0:
+        raise ValueError(f"depth must be in [0, 1], got {depth}")
+    answer = f"{key:0{KEY_DIGITS}d}"
+    key_text = f"The pass key is {answer}. Remember it. {answer} is the pass key. "
+    budget = seq_len - 1 - len(key_text) - len(QUESTION) - len(answer)
+    if budget < 0:
+        raise ValueError(f"seq_len={seq_len} is too short for a passkey sample (needs ≥ {seq_len - budget})")
+    filler = (FILLER * (budget // len(FILLER) + 1))[:budget]
+    cut = round(depth * budget)
+    # start the key at a sentence boundary at or before the requested depth so it reads as text
+    boundary = filler.rfind(". ", 0, cut + 1)
+    cut = 0 if boundary < 0 or cut == 0 else boundary + 2
+    text = filler[:cut] + key_text + filler[cut:] + QUESTION + answer
+    ids = tok.encode(text, bos=True)
+    assert len(ids) == seq_len, (len(ids), seq_len)
+    return PasskeySample(ids, seq_len - len(answer), key, depth)
+
+
+def _to_example(sample: PasskeySample, loss_on: str) -> dict[str, torch.Tensor]:
+    ids = torch.tensor(sample.input_ids, dtype=torch.long)
+    labels = ids.clone()
+    if loss_on == "answer":
+        labels[: sample.answer_start] = -100
+    elif loss_on != "all":
+        raise ValueError(f"loss_on must be 'all' or 'answer', got {loss_on!r}")
+    answer_mask = torch.zeros_like(ids, dtype=torch.bool)
+    answer_mask[sample.answer_start :] = True
+    return {"input_ids": ids, "labels": labels, "answer_mask": answer_mask}
+
+
+class PasskeyStream(IterableDataset):
+    """Endless training samples: random key, random depth; each worker gets its own seed."""
+
+    def __init__(self, seq_len: int, seed: int = 0, loss_on: str = "all"):
+        self.seq_len, self.seed, self.loss_on = seq_len, seed, loss_on
+
+    def __iter__(self):
+        info = get_worker_info()
+        rng = random.Random(self.seed * 1000 + (info.id if info else 0))
+        tok = ByteTokenizer()
+        while True:
+            sample = make_passkey_sample(self.seq_len, rng.random(), rng.randrange(10**KEY_DIGITS), tok)
+            yield _to_example(sample, self.loss_on)
+
+
+class PasskeySet(Dataset):
+    """A fixed evaluation grid: ``n_per_depth`` keys at each depth, reproducible from ``seed``."""
+
+    def __init__(self, seq_len: int, depths=(0.0, 0.25, 0.5, 0.75, 1.0), n_per_depth: int = 20, seed: int = 1234,
+                 loss_on: str = "all"):
+        self.loss_on = loss_on
+        rng = random.Random(seed)
+        tok = ByteTokenizer()
+        self.samples = [
+            make_passkey_sample(seq_len, d, rng.randrange(10**KEY_DIGITS), tok)
+            for d in depths
+            for _ in range(n_per_depth)
+        ]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        ex = _to_example(self.samples[i], self.loss_on)
+        ex["depth"] = torch.tensor(self.samples[i].depth)
+        return ex
+
+
+def answer_exact_match(logits: torch.Tensor, input_ids: torch.Tensor, answer_mask: torch.Tensor) -> torch.Tensor:
+    """Per-sample 1.0 when every answer token is the argmax of the logits one step before it, else 0.0."""
+    pred = logits[:, :-1].argmax(-1)
+    target = input_ids[:, 1:]
+    mask = answer_mask[:, 1:]
+    wrong = (pred != target) & mask
+    return (~wrong.any(dim=1)).float()

@@ -1,0 +1,17 @@
+"""Byte-level tokenizer: every UTF-8 byte is a token, plus BOS/EOS/PAD. Needs no vocabulary file or download."""
+
+from __future__ import annotations
+
+
+class ByteTokenizer:
+    bos_token_id = 256
+    eos_token_id = 257
+    pad_token_id = 258
+    vocab_size = 260  # 256 bytes + 3 specials, one spare
+
+    def encode(self, text: str, bos: bool = False, eos: bool = False) -> list[int]:
+        ids = list(text.encode("utf-8"))
+        return ([self.bos_token_id] if bos else []) + ids + ([self.eos_token_id] if eos else [])
+
+    def decode(self, ids) -> str:
+        return bytes(int(i) for i in ids if 0 <= int(i) < 256).decode("utf-8", errors="replace")

@@ -1,0 +1,145 @@
+"""zoo's Qwen2/Llama LM against transformers: logits (fp32, ≤ 1e-4), greedy generation with KV cache, save/load."""
+
+import json
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+import zoo
+from zoo.lm import CausalLM, LMConfig
+from zoo.loading import CheckpointError
+
+VOCAB = 101
+
+
+def _tiny_hf(kind: str, **extra):
+    common = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, max_position_embeddings=512, bos_token_id=None, eos_token_id=None,
+                  pad_token_id=None)
+    common.update(extra)
+    if kind == "qwen2":
+        return Qwen2ForCausalLM(Qwen2Config(**common)).eval()
+    return LlamaForCausalLM(LlamaConfig(**common)).eval()
+
+
+HF_CASES = {
+    "qwen2": ("qwen2", {}),
+    "qwen2_tied": ("qwen2", {"tie_word_embeddings": True}),
+    "llama": ("llama", {}),
+    "llama_bias_yarn": ("llama", {"attention_bias": True, "rope_parameters": {
+        "rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 128, "rope_theta": 10000.0}}),
+}
+
+
+@pytest.fixture(params=list(HF_CASES))
+def hf_dir(request, tmp_path):
+    kind, extra = HF_CASES[request.param]
+    hf = _tiny_hf(kind, **extra)
+    hf.save_pretrained(tmp_path)
+    return hf, tmp_path
+
+
+def test_against_hf_logits(hf_dir):
+    hf, path = hf_dir
+    model = zoo.load_pretrained(path)
+    assert not model.training
+    ids = torch.randint(0, VOCAB, (2, 300))
+    with torch.no_grad():
+        want = hf(ids).logits
+        got = model(input_ids=ids).logits
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+
+
+def test_against_hf_greedy_generate_with_kv_cache(hf_dir):
+    hf, path = hf_dir
+    model = zoo.load_pretrained(path)
+    prompt = torch.randint(0, VOCAB, (2, 12))
+    want = hf.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=24, do_sample=False)
+    got = model.generate(prompt, max_new_tokens=24)
+    assert torch.equal(got, want)
+
+
+def test_kv_cache_steps_equal_full_forward():
+    model = zoo.create_model("lm-tiny", vocab_size=VOCAB, n_kv_head=2).eval()
+    ids = torch.randint(0, VOCAB, (1, 40))
+    from zoo.lm import KVCache
+
+    with torch.no_grad():
+        full = model(ids).logits
+        cache = KVCache.empty(len(model.blocks))
+        parts = [model(ids[:, :25], cache=cache).logits] + [model(ids[:, i : i + 1], cache=cache).logits
+                                                             for i in range(25, 40)]
+    torch.testing.assert_close(torch.cat(parts, 1), full, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("family", ["qwen2", "llama"])
+def test_save_pretrained_round_trips_through_transformers(tmp_path, family):
+    cfg = LMConfig(vocab_size=VOCAB, d_model=64, n_layer=2, n_head=4, n_kv_head=2, d_ff=96, family=family,
+                   qkv_bias=family == "qwen2", tie_word_embeddings=family == "qwen2")
+    model = CausalLM(cfg).eval()
+    # max_shard_size small enough to force a sharded checkpoint with an index
+    model.save_pretrained(tmp_path, max_shard_size="40KB")
+    assert (tmp_path / "model.safetensors.index.json").exists()
+    hf = (Qwen2ForCausalLM if family == "qwen2" else LlamaForCausalLM).from_pretrained(tmp_path).eval()
+    again = zoo.load_pretrained(tmp_path)
+    ids = torch.randint(0, VOCAB, (1, 50))
+    with torch.no_grad():
+        torch.testing.assert_close(hf(ids).logits, model(ids).logits, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(again(ids).logits, model(ids).logits, atol=0, rtol=0)
+
+
+def test_packed_documents_match_separate_forwards():
+    """A packed row with segment ids gives each document exactly the logits it gets alone."""
+    model = zoo.create_model("lm-tiny", vocab_size=VOCAB).eval()
+    a, b = torch.randint(0, VOCAB, (1, 30)), torch.randint(0, VOCAB, (1, 45))
+    seg = torch.tensor([[0] * 30 + [1] * 45])
+    with torch.no_grad():
+        packed = model(torch.cat((a, b), 1), segment_ids=seg).logits
+        torch.testing.assert_close(packed[:, :30], model(a).logits, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(packed[:, 30:], model(b).logits, atol=1e-5, rtol=1e-5)
+
+
+def test_missing_and_unexpected_keys_are_listed(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    hf = _tiny_hf("qwen2")
+    hf.save_pretrained(tmp_path)
+    state = load_file(tmp_path / "model.safetensors")
+    state.pop("model.layers.1.mlp.up_proj.weight")
+    state["model.layers.1.mlp.extra.weight"] = torch.zeros(1)
+    save_file(state, tmp_path / "model.safetensors")
+    with pytest.raises(CheckpointError) as err:
+        zoo.load_pretrained(tmp_path)
+    msg = str(err.value)
+    assert "missing keys (1): blocks.1.mlp.up_proj.weight" in msg
+    assert "unexpected keys (1): blocks.1.mlp.extra.weight" in msg
+
+
+def test_shape_mismatch_and_bad_directories_raise(tmp_path):
+    hf = _tiny_hf("llama")
+    hf.save_pretrained(tmp_path)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    cfg["intermediate_size"] = 128
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match=r"shape mismatches .*mlp.down_proj.weight: checkpoint \(64, 96\)"):
+        zoo.load_pretrained(tmp_path)
+    (tmp_path / "config.json").unlink()
+    with pytest.raises(CheckpointError, match="has no config.json"):
+        zoo.load_pretrained(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no checkpoint at"):
+        zoo.load_pretrained(tmp_path / "nope" / "model.ckpt")
+
+
+def test_pytorch_bin_loads_with_weights_only(tmp_path):
+    hf = _tiny_hf("qwen2")
+    hf.config.save_pretrained(tmp_path)
+    torch.save(hf.state_dict(), tmp_path / "pytorch_model.bin")
+    model = zoo.load_pretrained(tmp_path)
+    ids = torch.randint(0, VOCAB, (1, 20))
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids).logits, hf(ids).logits, atol=1e-4, rtol=1e-4)
+    # a pickle that is not plain tensors is refused by weights_only=True
+    torch.save({"x": object()}, tmp_path / "pytorch_model.bin")
+    with pytest.raises(Exception, match="[Ww]eights only load failed|Unsupported global"):
+        zoo.load_pretrained(tmp_path)

@@ -1,0 +1,51 @@
+"""``python -m zoo.eval TASK [options]`` — every task prints a table and writes its figures as JSON (``--json PATH``).
+
+Accuracy tasks write ``{"accuracy": {"<length>": value, …}, …}``; tasks with depths add
+``"accuracy_by_depth": {"<length>": {"<depth>": value}}``. Tasks register themselves in ``zoo.registry.EVAL_TASKS``
+as objects with ``help``, ``add_arguments(parser)`` and ``run(args) -> dict``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from pathlib import Path
+
+from .registry import EVAL_TASKS
+
+# modules whose import registers eval tasks; later modalities append theirs
+TASK_MODULES = ["zoo.modalities.text.eval"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    for mod in TASK_MODULES:
+        importlib.import_module(mod)
+    parser = argparse.ArgumentParser(prog="python -m zoo.eval", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="task", required=True, metavar="TASK")
+    for name in EVAL_TASKS.names():
+        task = EVAL_TASKS.get(name)
+        p = sub.add_parser(name, help=task.help, description=task.help)
+        task.add_arguments(p)
+        p.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
+    return parser
+
+
+def write_json(result: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    result = EVAL_TASKS.get(args.task).run(args)
+    if args.json is not None:
+        write_json(result, args.json)
+        print(f"wrote {args.json}")
+    return result
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
