@@ -102,7 +102,7 @@ class PasskeyTask:
             help="comma-separated RoPE scalings to evaluate side by side: none, yarn, ntk, linear, dynamic",
         )
         p.add_argument("--rope-factor", type=float, default=None,
-                       help="scaling factor (default: longest length / trained length)")
+                       help="fixed scaling factor for every length (default: length / trained length, at least 1)")
         p.add_argument("--backend", default=None, help="attention backend override (auto, sdpa, chunked, ref)")
         p.add_argument("--seed", type=int, default=1234)
         p.add_argument("--out-dir", type=Path, default=None,
@@ -115,22 +115,29 @@ class PasskeyTask:
             if not 0 <= d <= 1:
                 raise SystemExit(f"--depths: {d} is outside [0, 1]")
         ckpt = Path(args.ckpt)
-        base = load_pretrained(ckpt)
+        base = load_pretrained(ckpt, **({"attn_backend": args.backend} if args.backend else {}))
         trained = base.config.max_position_embeddings
-        factor = args.rope_factor or max(1.0, max(args.lengths) / trained)
         runs: dict[str, dict] = {}
         for name in [s.strip() for s in args.rope_scaling.split(",") if s.strip()]:
-            overrides = {}
-            if args.backend:
-                overrides["attn_backend"] = args.backend
-            if name != "none":
-                overrides["rope_scaling"] = {"type": name, "factor": factor, "original_max_position_embeddings": trained}
-            model = load_pretrained(ckpt, **overrides) if overrides else base
-            acc, by_depth = passkey_accuracy(
-                model, args.lengths, args.depths, args.samples_per_depth, args.batch_size, args.seed
-            )
-            label = name if name == "none" else f"{name} ×{factor:g}"
-            runs[label] = {"accuracy": acc, "accuracy_by_depth": by_depth, "trained_length": trained}
+            acc, by_depth, factors = {}, {}, {}
+            for length in args.lengths:
+                # default factor: just enough to stretch the trained window over this length (1 = no scaling)
+                factor = args.rope_factor or max(1.0, length / trained)
+                model = base
+                if name != "none" and factor != 1.0:
+                    scaling = {"type": name, "factor": factor, "original_max_position_embeddings": trained}
+                    overrides = {"rope_scaling": scaling}
+                    if args.backend:
+                        overrides["attn_backend"] = args.backend
+                    model = load_pretrained(ckpt, **overrides)
+                a, d = passkey_accuracy(model, [length], args.depths, args.samples_per_depth, args.batch_size,
+                                        args.seed)
+                acc.update(a)
+                by_depth.update(d)
+                factors[str(length)] = 1.0 if name == "none" else factor
+            label = name if name == "none" or args.rope_factor is None else f"{name} ×{args.rope_factor:g}"
+            runs[label] = {"accuracy": acc, "accuracy_by_depth": by_depth, "trained_length": trained,
+                           "factor": factors}
         first = next(iter(runs.values()))
         result = {
             "task": "passkey",
@@ -139,8 +146,8 @@ class PasskeyTask:
             "samples_per_depth": args.samples_per_depth,
             "accuracy": first["accuracy"],
             "accuracy_by_depth": first["accuracy_by_depth"],
-            "by_rope_scaling": {k: {"accuracy": v["accuracy"], "accuracy_by_depth": v["accuracy_by_depth"]}
-                                for k, v in runs.items()},
+            "by_rope_scaling": {k: {"accuracy": v["accuracy"], "accuracy_by_depth": v["accuracy_by_depth"],
+                                    "factor": v["factor"]} for k, v in runs.items()},
         }
         # table
         header = f"{'rope scaling':<14}" + "".join(f"{length:>8}" for length in args.lengths)
@@ -155,7 +162,9 @@ class PasskeyTask:
         from zoo.eval import write_json
 
         write_json(result, out_dir / f"{stem}.json")
-        plot_passkey(runs, out_dir / f"{stem}.png", f"passkey retrieval — {ckpt.name}")
+        factor_note = f"factor {args.rope_factor:g}" if args.rope_factor else f"factor = length / {trained}"
+        plot_passkey(runs, out_dir / f"{stem}.png",
+                     f"passkey retrieval — {ckpt.name} (trained at {trained}; scaled runs: {factor_note})")
         print(f"wrote {out_dir / (stem + '.json')} and {out_dir / (stem + '.png')}")
         return result
 

@@ -41,6 +41,7 @@ def test_fit_converges_and_writes_checkpoints_and_logs(trained):
     assert "last.ckpt" in ckpts and any(n.startswith("best-") for n in ckpts)
     metrics = (root / "logs" / "version_0" / "metrics.csv").read_text()
     assert "val/passkey_acc" in metrics and "train/loss" in metrics
+    assert (root / "logs" / "version_0" / "metrics.png").stat().st_size > 10_000
 
 
 def test_load_pretrained_on_fit_checkpoint_matches_module(trained):
@@ -89,7 +90,8 @@ def test_eval_passkey_writes_json_and_plot(trained, tmp_path):
     assert saved == result
     assert set(saved["accuracy"]) == {str(SEQ), str(2 * SEQ)}
     assert set(saved["accuracy_by_depth"][str(SEQ)]) == {"0.0", "0.25", "0.5", "0.75", "1.0"}
-    assert list(saved["by_rope_scaling"]) == ["none", "yarn ×2"]
+    assert list(saved["by_rope_scaling"]) == ["none", "yarn"]
+    assert saved["by_rope_scaling"]["yarn"]["factor"] == {str(SEQ): 1.0, str(2 * SEQ): 2.0}
     assert saved["accuracy"][str(SEQ)] >= 0.9  # the trained length, same as validation
     assert (ckpt.parent / "passkey_none_yarn.png").stat().st_size > 10_000
     assert (ckpt.parent / "passkey_none_yarn.json").exists()
