@@ -66,7 +66,7 @@ class AttentionMask:
         """True when the mask is nothing but (optionally) causal: fused kernels take it without a tensor."""
         return self.window is None and self.q_segment_ids is None and self.mask_mod is None
 
-    def tile(self, q0: int, q1: int, k0: int, k1: int, offset: int) -> Tensor | bool:
+    def tile(self, q0: int, q1: int, k0: int, k1: int, offset: int, device=None) -> Tensor | bool:
         """Mask of queries [q0, q1) × keys [k0, k1), as ``(B or 1, q1-q0, k1-k0)`` booleans.
 
         Returns ``True`` when every pair is visible and ``False`` when none is, without building a tensor where index
@@ -98,8 +98,9 @@ class AttentionMask:
             full &= bool(((qmin == qmax) & (kmin == kmax) & (qmin == kmin)).all())
         if full and self.mask_mod is None:
             return True
-        qpos = torch.arange(q0, q1, device=self._device()).add_(offset)[:, None]
-        kpos = torch.arange(k0, k1, device=self._device())[None, :]
+        device = self.q_segment_ids.device if self.q_segment_ids is not None else device
+        qpos = torch.arange(q0, q1, device=device).add_(offset)[:, None]
+        kpos = torch.arange(k0, k1, device=device)[None, :]
         m = torch.ones(q1 - q0, k1 - k0, dtype=torch.bool, device=qpos.device)
         if self.causal:
             m &= kpos <= qpos
@@ -115,17 +116,14 @@ class AttentionMask:
             return False
         return m
 
-    def dense(self, n_q: int, n_k: int) -> Tensor | None:
+    def dense(self, n_q: int, n_k: int, device=None) -> Tensor | None:
         """The whole mask as ``(B or 1, N, M)`` booleans, or None when nothing is masked."""
-        m = self.tile(0, n_q, 0, n_k, n_k - n_q)
+        m = self.tile(0, n_q, 0, n_k, n_k - n_q, device)
         if m is True:
             return None
         if m is False:
-            return torch.zeros(1, n_q, n_k, dtype=torch.bool, device=self._device())
+            return torch.zeros(1, n_q, n_k, dtype=torch.bool, device=device)
         return m
-
-    def _device(self):
-        return self.q_segment_ids.device if self.q_segment_ids is not None else None
 
 
 def segment_ids_from_cu_seqlens(cu_seqlens: Tensor, total: int | None = None) -> Tensor:
@@ -211,7 +209,7 @@ def attention_ref(
     kf = k.float().repeat_interleave(groups, dim=1)
     vf = v.float().repeat_interleave(groups, dim=1)
     s = (q.float() @ kf.transpose(-1, -2)) * scale
-    dense = (mask or AttentionMask()).dense(n, m)
+    dense = (mask or AttentionMask()).dense(n, m, q.device)
     if dense is not None:
         s = s.masked_fill(~dense[:, None].to(s.device), float("-inf"))
     lse = torch.logsumexp(s, dim=-1)
@@ -262,7 +260,7 @@ class _ChunkedAttention(torch.autograd.Function):
             row_max = row_sum = acc = None
             for k0 in range(0, m, block_k):
                 k1 = min(k0 + block_k, m)
-                tile = mask.tile(q0, q1, k0, k1, offset)
+                tile = mask.tile(q0, q1, k0, k1, offset, q.device)
                 if tile is False:
                     continue
                 s = _masked(qb @ kf[:, :, k0:k1].transpose(-1, -2), tile, groups)
@@ -322,7 +320,7 @@ class _ChunkedAttention(torch.autograd.Function):
             dqb = None
             for k0 in range(0, m, block_k):
                 k1 = min(k0 + block_k, m)
-                tile = mask.tile(q0, q1, k0, k1, offset)
+                tile = mask.tile(q0, q1, k0, k1, offset, q.device)
                 if tile is False:
                     continue
                 kb, vb = kf[:, :, k0:k1], vf[:, :, k0:k1]
@@ -381,7 +379,7 @@ def attention_sdpa(
     attn_mask = None
     if not mask.is_plain or (causal and n != m and n != 1):
         # SDPA's is_causal aligns to the top-left corner; a KV cache needs bottom-right, so pass it densely.
-        attn_mask = mask.dense(n, m)
+        attn_mask = mask.dense(n, m, q.device)
         attn_mask = None if attn_mask is None else attn_mask[:, None]
         causal = False
     elif causal and n == 1:

@@ -74,7 +74,8 @@ class LMModule(L.LightningModule):
 
 
 class PasskeyDataModule(L.LightningDataModule):
-    """Synthetic passkey text at ``seq_len`` byte tokens; nothing is downloaded."""
+    """Synthetic passkey text at ``seq_len`` byte tokens (or, with ``min_seq_len``, a length drawn per batch);
+    validation is always at ``seq_len``. Nothing is downloaded."""
 
     def __init__(
         self,
@@ -82,6 +83,7 @@ class PasskeyDataModule(L.LightningDataModule):
         batch_size: int = 16,
         val_per_depth: int = 20,
         loss_on: str = "all",
+        min_seq_len: int | None = None,
         num_workers: int = 0,
         seed: int = 0,
     ):
@@ -91,7 +93,9 @@ class PasskeyDataModule(L.LightningDataModule):
     def train_dataloader(self):
         hp = self.hparams
         return DataLoader(
-            PasskeyStream(hp.seq_len, hp.seed, hp.loss_on), batch_size=hp.batch_size, num_workers=hp.num_workers
+            PasskeyStream(hp.seq_len, hp.seed, hp.loss_on, hp.min_seq_len, group=hp.batch_size),
+            batch_size=hp.batch_size,
+            num_workers=hp.num_workers,
         )
 
     def val_dataloader(self):

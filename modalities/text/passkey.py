@@ -62,17 +62,30 @@ def _to_example(sample: PasskeySample, loss_on: str) -> dict[str, torch.Tensor]:
 
 
 class PasskeyStream(IterableDataset):
-    """Endless training samples: random key, random depth; each worker gets its own seed."""
+    """Endless training samples: random key, random depth; each worker gets its own seed.
 
-    def __init__(self, seq_len: int, seed: int = 0, loss_on: str = "all"):
+    With ``min_seq_len`` the length is drawn uniformly from [min_seq_len, seq_len] once per ``group`` consecutive
+    samples (set ``group`` to the batch size so every batch has one length): a model that has seen several lengths
+    relies less on where the question sits, which is what lets it extrapolate.
+    """
+
+    def __init__(self, seq_len: int, seed: int = 0, loss_on: str = "all", min_seq_len: int | None = None,
+                 group: int = 1):
+        if min_seq_len is not None and not 0 < min_seq_len <= seq_len:
+            raise ValueError(f"min_seq_len must be in (0, seq_len={seq_len}], got {min_seq_len}")
         self.seq_len, self.seed, self.loss_on = seq_len, seed, loss_on
+        self.min_seq_len, self.group = min_seq_len, group
 
     def __iter__(self):
         info = get_worker_info()
         rng = random.Random(self.seed * 1000 + (info.id if info else 0))
         tok = ByteTokenizer()
+        i, length = 0, self.seq_len
         while True:
-            sample = make_passkey_sample(self.seq_len, rng.random(), rng.randrange(10**KEY_DIGITS), tok)
+            if self.min_seq_len is not None and i % self.group == 0:
+                length = rng.randint(self.min_seq_len, self.seq_len)
+            i += 1
+            sample = make_passkey_sample(length, rng.random(), rng.randrange(10**KEY_DIGITS), tok)
             yield _to_example(sample, self.loss_on)
 
 

@@ -181,3 +181,19 @@ def test_bf16_chunked_close_to_fp32_ref():
                                block_k=32)
     assert out.dtype == torch.bfloat16
     torch.testing.assert_close(out.float(), ref, atol=2e-2, rtol=2e-2)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("case", ["causal", "causal_gqa", "causal_kv_cache_offset", "packed_segments",
+                                  "sliding_window"])
+def test_flash_matches_ref_on_cuda(case):
+    pytest.importorskip("flash_attn", reason="needs the [cuda] extra (flash-attn)")
+    b, hq, hkv, n, m, d, kw = CASES[case]
+    if "segment_ids" in kw:
+        b, kw = 1, {**kw, "segment_ids": kw["segment_ids"][:1]}
+    q, k, v = (t.detach().cuda().bfloat16().requires_grad_() for t in _inputs(b, hq, hkv, n, m, d))
+    mask = make_mask(n_q=n, n_k=m, **{key: (val.cuda() if torch.is_tensor(val) else val) for key, val in kw.items()})
+    want, _ = attention_ref(q.float(), k.float(), v.float(), mask)
+    got = attention(q, k, v, mask=mask, backend="flash")
+    torch.testing.assert_close(got.float(), want, atol=2e-2, rtol=2e-2)

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from zoo.modalities.text import ByteTokenizer, PasskeySet, answer_exact_match, make_passkey_sample
+from zoo.modalities.text import ByteTokenizer, PasskeySet, PasskeyStream, answer_exact_match, make_passkey_sample
 from zoo.modalities.text.passkey import QUESTION
 
 
@@ -41,3 +41,23 @@ def test_exact_match_needs_every_digit():
     assert answer_exact_match(logits, ids, mask).item() == 1.0
     logits[0, 3] = torch.nn.functional.one_hot(torch.tensor(9), 10).float()
     assert answer_exact_match(logits, ids, mask).item() == 0.0
+
+
+def test_stream_draws_one_length_per_batch_within_bounds():
+    from torch.utils.data import DataLoader
+
+
+    loader = iter(DataLoader(PasskeyStream(256, seed=3, min_seq_len=128, group=4), batch_size=4))
+    lengths = [next(loader)["input_ids"].shape[1] for _ in range(12)]
+    assert all(128 <= n <= 256 for n in lengths)
+    assert len(set(lengths)) > 3
+    with pytest.raises(ValueError, match=r"min_seq_len must be in \(0, seq_len=256\], got 300"):
+        PasskeyStream(256, min_seq_len=300)
+
+
+def test_answer_only_labels_mask_everything_but_the_key():
+
+    ex = next(iter(PasskeyStream(200, loss_on="answer")))
+    kept = ex["labels"][ex["labels"] != -100]
+    assert ByteTokenizer().decode(kept) == ByteTokenizer().decode(ex["input_ids"][-5:])
+    assert len(kept) == 5
