@@ -62,6 +62,9 @@ def plot_passkey(runs: dict[str, dict], path: Path, title: str) -> None:
     if "trained_length" in next(iter(runs.values())):
         ax.axvline(next(iter(runs.values()))["trained_length"], color="gray", ls="--", lw=1, label="training length")
     ax.set_xscale("log", base=2)
+    all_lengths = sorted({int(k) for run in runs.values() for k in run["accuracy"]})
+    ax.set_xticks(all_lengths, [str(n) for n in all_lengths])
+    ax.minorticks_off()
     ax.set_xlabel("context length (tokens)")
     ax.set_ylabel("passkey accuracy")
     ax.set_ylim(-0.02, 1.02)

@@ -19,6 +19,8 @@ from .tokenizer import ByteTokenizer
 FILLER = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again. "
 QUESTION = "What is the pass key? The pass key is "
 KEY_DIGITS = 5
+KEY_TEXT = "The pass key is {0}. Remember it. {0} is the pass key. "
+MIN_SEQ_LEN = 1 + len(KEY_TEXT.format("0" * KEY_DIGITS)) + len(QUESTION) + KEY_DIGITS  # BOS + key + question + answer
 
 
 @dataclass
@@ -34,10 +36,10 @@ def make_passkey_sample(seq_len: int, depth: float, key: int, tokenizer: ByteTok
     if not 0.0 <= depth <= 1.0:
         raise ValueError(f"depth must be in [0, 1], got {depth}")
     answer = f"{key:0{KEY_DIGITS}d}"
-    key_text = f"The pass key is {answer}. Remember it. {answer} is the pass key. "
-    budget = seq_len - 1 - len(key_text) - len(QUESTION) - len(answer)
-    if budget < 0:
-        raise ValueError(f"seq_len={seq_len} is too short for a passkey sample (needs ≥ {seq_len - budget})")
+    key_text = KEY_TEXT.format(answer)
+    if seq_len < MIN_SEQ_LEN:
+        raise ValueError(f"seq_len={seq_len} is too short for a passkey sample (needs ≥ {MIN_SEQ_LEN})")
+    budget = seq_len - MIN_SEQ_LEN
     filler = (FILLER * (budget // len(FILLER) + 1))[:budget]
     cut = round(depth * budget)
     # start the key at a sentence boundary at or before the requested depth so it reads as text
@@ -71,8 +73,8 @@ class PasskeyStream(IterableDataset):
 
     def __init__(self, seq_len: int, seed: int = 0, loss_on: str = "all", min_seq_len: int | None = None,
                  group: int = 1):
-        if min_seq_len is not None and not 0 < min_seq_len <= seq_len:
-            raise ValueError(f"min_seq_len must be in (0, seq_len={seq_len}], got {min_seq_len}")
+        if min_seq_len is not None and not MIN_SEQ_LEN <= min_seq_len <= seq_len:
+            raise ValueError(f"min_seq_len must be in [{MIN_SEQ_LEN}, seq_len={seq_len}], got {min_seq_len}")
         self.seq_len, self.seed, self.loss_on = seq_len, seed, loss_on
         self.min_seq_len, self.group = min_seq_len, group
 

@@ -25,7 +25,7 @@ def test_sample_has_exact_length_and_key_at_depth(seq_len, depth):
 
 
 def test_too_short_length_is_refused():
-    with pytest.raises(ValueError, match="seq_len=40 is too short"):
+    with pytest.raises(ValueError, match=r"seq_len=40 is too short for a passkey sample \(needs ≥ 103\)"):
         make_passkey_sample(40, 0.5, 1)
 
 
@@ -51,7 +51,7 @@ def test_stream_draws_one_length_per_batch_within_bounds():
     lengths = [next(loader)["input_ids"].shape[1] for _ in range(12)]
     assert all(128 <= n <= 256 for n in lengths)
     assert len(set(lengths)) > 3
-    with pytest.raises(ValueError, match=r"min_seq_len must be in \(0, seq_len=256\], got 300"):
+    with pytest.raises(ValueError, match=r"min_seq_len must be in \[103, seq_len=256\], got 300"):
         PasskeyStream(256, min_seq_len=300)
 
 
