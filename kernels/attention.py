@@ -197,11 +197,13 @@ def _check_shapes(q: Tensor, k: Tensor, v: Tensor) -> int:
 
 
 def attention_ref(
-    q: Tensor, k: Tensor, v: Tensor, mask: AttentionMask | None = None, scale: float | None = None
+    q: Tensor, k: Tensor, v: Tensor, mask: AttentionMask | None = None, scale: float | None = None,
+    sink: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """softmax(q kᵀ · scale + mask) v, in fp32, with the mask built densely.
 
     q ``(B, Hq, N, D)``, k/v ``(B, Hkv, M, D)`` → out ``(B, Hq, N, D)`` in q's dtype, lse ``(B, Hq, N)`` fp32.
+    sink ``(Hq,)``: one extra score column per head whose value vector is zero.
     """
     groups = _check_shapes(q, k, v)
     n, m = q.shape[2], k.shape[2]
@@ -212,6 +214,9 @@ def attention_ref(
     dense = (mask or AttentionMask()).dense(n, m, q.device)
     if dense is not None:
         s = s.masked_fill(~dense[:, None].to(s.device), float("-inf"))
+    if sink is not None:
+        s = torch.cat((s, sink.float()[None, :, None, None].expand(*s.shape[:-1], 1)), dim=-1)
+        vf = torch.cat((vf, vf.new_zeros(*vf.shape[:2], 1, vf.shape[-1])), dim=2)
     lse = torch.logsumexp(s, dim=-1)
     p = torch.exp(s - lse[..., None].masked_fill(torch.isinf(lse[..., None]), 0.0))
     out = p @ vf
@@ -495,12 +500,15 @@ def attention(
     mask_mod: MaskMod | None = None,
     mask: AttentionMask | None = None,
     scale: float | None = None,
+    sink: Tensor | None = None,
     return_lse: bool = False,
     backend: Backend = "auto",
 ) -> Tensor | tuple[Tensor, Tensor]:
     """Attention of q ``(B, Hq, N, D)`` over k, v ``(B, Hkv, M, D)``; returns out, or (out, lse) with ``return_lse``.
 
     Give the mask either as keywords (causal, segment_ids / cu_seqlens, window, mask_mod) or as a prebuilt ``mask``.
+    ``sink`` ``(Hq,)``: a learned logit per head that joins every softmax as a key with zero value (gpt-oss style
+    attention sink), so a head can attend to "nothing" without parking its mass on a token at some distance.
     """
     if mask is None:
         mask = make_mask(
@@ -509,7 +517,10 @@ def attention(
         )
     elif causal or segment_ids is not None or cu_seqlens is not None or window is not None or mask_mod is not None:
         raise ValueError("pass either mask= or the mask keywords (causal, segment_ids, …), not both")
-    need_lse_grad = return_lse and torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
+    user_lse = return_lse
+    return_lse = return_lse or sink is not None
+    grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (q, k, v, sink))
+    need_lse_grad = return_lse and grad
     path = resolve_backend(backend, q, k, mask, need_lse_grad)
     if path == "ref":
         out, lse = attention_ref(q, k, v, mask, scale)
@@ -519,7 +530,16 @@ def attention(
         out, lse = attention_sdpa(q, k, v, mask, scale, return_lse)
     else:
         out, lse = attention_flash(q, k, v, mask, scale, return_lse)
-    return (out, lse) if return_lse else out
+    if sink is not None:
+        out, lse = apply_sink(out, lse, sink)
+    return (out, lse) if user_lse else out
+
+
+def apply_sink(out: Tensor, lse: Tensor, sink: Tensor) -> tuple[Tensor, Tensor]:
+    """Add a zero-value key with logit ``sink`` ``(Hq,)`` to a finished softmax: rescale out by
+    exp(lse − logaddexp(lse, sink)). Exact, because the sink contributes to the denominator only."""
+    new_lse = torch.logaddexp(lse, sink.float()[None, :, None].expand_as(lse))
+    return (out.float() * torch.exp(lse - new_lse)[..., None]).to(out.dtype), new_lse
 
 
 def merge_attention_partials(outs: list[Tensor], lses: list[Tensor]) -> tuple[Tensor, Tensor]:

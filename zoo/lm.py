@@ -17,7 +17,7 @@ from . import mixers as _mixers  # noqa: F401  (registers the attention mixer)
 from .block import Block, SeqContext, expand_layout
 from .layers import make_norm
 from .positions import RopeScaling, RotaryEmbedding
-from .registry import HF_FAMILIES, register_model
+from .registry import ARCHITECTURES, HF_FAMILIES, register_model
 
 
 @dataclass
@@ -37,6 +37,7 @@ class LMConfig:
     qkv_bias: bool = False
     attn_out_bias: bool = False
     mlp_bias: bool = False
+    attn_sink: bool = False
     rope_theta: float = 10000.0
     rope_scaling: dict[str, Any] | None = None
     max_position_embeddings: int = 2048
@@ -97,7 +98,7 @@ class CausalLM(nn.Module):
         layout = expand_layout(c.layout, c.n_layer)
         attn_kwargs = dict(
             n_head=c.n_head, n_kv_head=c.n_kv_head, head_dim=c.head_dim, qkv_bias=c.qkv_bias,
-            out_bias=c.attn_out_bias, causal=True, backend=c.attn_backend,
+            out_bias=c.attn_out_bias, causal=True, sink=c.attn_sink, backend=c.attn_backend,
         )
         mixer_kwargs = {"attention": attn_kwargs}
         for name, kw in c.mixer_kwargs.items():
@@ -215,7 +216,7 @@ class CausalLM(nn.Module):
 
     @classmethod
     def from_config_dict(cls, d: dict, **overrides) -> CausalLM:
-        return cls(replace(LMConfig.from_dict(d), **overrides) if overrides else LMConfig.from_dict(d))
+        return cls(_with_overrides(LMConfig.from_dict(d), overrides))
 
     # ---- Hugging Face layout ------------------------------------------------------------------------------------
 
@@ -235,13 +236,7 @@ class CausalLM(nn.Module):
 
     @classmethod
     def from_hf(cls, hf_config: dict, **overrides) -> CausalLM:
-        cfg = lm_config_from_hf(hf_config)
-        try:
-            cfg = replace(cfg, **overrides)
-        except TypeError:
-            known = sorted(f.name for f in fields(LMConfig))
-            raise ValueError(f"unknown override(s) {sorted(overrides)}; LMConfig fields: {known}") from None
-        return cls(cfg)
+        return cls(_with_overrides(lm_config_from_hf(hf_config), overrides))
 
     def state_dict_from_hf(self, hf_state: dict[str, Tensor]) -> dict[str, Tensor]:
         sd = {hf_to_zoo_key(k): v for k, v in hf_state.items() if not k.endswith("rotary_emb.inv_freq")}
@@ -249,6 +244,14 @@ class CausalLM(nn.Module):
             sd.pop("lm_head.weight", None)  # some tied checkpoints store it anyway; the embedding is the truth
             sd["lm_head.weight"] = sd.get("embed.weight")
         return sd
+
+
+def _with_overrides(cfg: LMConfig, overrides: dict) -> LMConfig:
+    known = {f.name for f in fields(LMConfig)}
+    unknown = set(overrides) - known
+    if unknown:
+        raise ValueError(f"unknown override(s) {sorted(unknown)}; LMConfig fields: {sorted(known)}")
+    return replace(cfg, **overrides) if overrides else cfg
 
 
 def positions_from_segments(segment_ids: Tensor) -> Tensor:
@@ -352,6 +355,8 @@ def lm_config_from_hf(hf: dict) -> LMConfig:
 def hf_config_from_lm(c: LMConfig) -> dict:
     if set(expand_layout(c.layout, c.n_layer)) != {"attention"} or c.mlp != "swiglu" or c.norm != "rmsnorm":
         raise ValueError("only all-attention SwiGLU/RMSNorm LMs have a Qwen2/Llama Hugging Face layout")
+    if c.attn_sink or c.mixer_kwargs:
+        raise ValueError("attention sinks / extra mixer_kwargs have no Qwen2/Llama Hugging Face layout")
     if c.family == "qwen2" and (not c.qkv_bias or c.attn_out_bias or c.mlp_bias):
         raise ValueError("a Qwen2 layout needs qkv_bias=True, attn_out_bias=False, mlp_bias=False")
     if c.family == "llama" and (c.qkv_bias != c.attn_out_bias):
@@ -396,6 +401,7 @@ def hf_config_from_lm(c: LMConfig) -> dict:
     return hf
 
 
+ARCHITECTURES.register(CausalLM.arch)(CausalLM)
 HF_FAMILIES.register("qwen2")(CausalLM)
 HF_FAMILIES.register("llama")(CausalLM)
 

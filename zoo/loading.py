@@ -10,10 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .registry import HF_FAMILIES, Registry
-
-# zoo checkpoints name their architecture; each entry has from_config_dict(dict, **overrides)
-ARCHITECTURES: Registry[type] = Registry("architecture")
+from .registry import ARCHITECTURES, HF_FAMILIES
 
 
 class CheckpointError(RuntimeError):
@@ -21,10 +18,7 @@ class CheckpointError(RuntimeError):
 
 
 def _ensure_registered() -> None:
-    from . import lm  # noqa: F401  (registers qwen2/llama)
-
-    if "causal_lm" not in ARCHITECTURES:
-        ARCHITECTURES.register("causal_lm")(lm.CausalLM)
+    from . import lm  # noqa: F401  (registers the causal LM architecture and the qwen2/llama families)
 
 
 def _resolve(path_or_id: str | os.PathLike, revision: str | None) -> Path:

@@ -39,6 +39,8 @@ MIXERS: Registry[type] = Registry("mixer")
 MODELS: Registry[Callable] = Registry("model")
 HF_FAMILIES: Registry[type] = Registry("Hugging Face model_type")
 EVAL_TASKS: Registry[Callable] = Registry("eval task")
+# architectures of zoo checkpoints (hyper_parameters.zoo_model.arch): classes with from_config_dict(dict, **overrides)
+ARCHITECTURES: Registry[type] = Registry("architecture")
 
 register_mixer = MIXERS.register
 register_model = MODELS.register

@@ -197,3 +197,33 @@ def test_flash_matches_ref_on_cuda(case):
     want, _ = attention_ref(q.float(), k.float(), v.float(), mask)
     got = attention(q, k, v, mask=mask, backend="flash")
     torch.testing.assert_close(got.float(), want, atol=2e-2, rtol=2e-2)
+
+
+@pytest.mark.parametrize("case", ["causal_gqa", "packed_segments", "causal_kv_cache_offset"])
+def test_sink_matches_ref_with_an_extra_zero_value_key(case):
+    b, hq, hkv, n, m, d, kw = CASES[case]
+    q, k, v = _inputs(b, hq, hkv, n, m, d)
+    sink = torch.randn(hq, requires_grad=True)
+    mask = make_mask(n_q=n, n_k=m, **kw)
+
+    def run(fn):
+        out = fn()
+        go = torch.randn(out.shape, generator=torch.Generator().manual_seed(3))
+        grads = torch.autograd.grad((out * go).sum(), (q, k, v, sink))
+        return out.detach(), grads
+
+    want = run(lambda: attention_ref(q, k, v, mask, sink=sink)[0])
+    for backend in ("chunked", "auto", "ref"):
+        got = run(lambda: attention(q, k, v, mask=mask, sink=sink, backend=backend))
+        torch.testing.assert_close(got[0], want[0], **TOL)
+        for g_got, g_ref in zip(got[1], want[1]):
+            torch.testing.assert_close(g_got, g_ref, **TOL)
+    with torch.no_grad():  # inference may take the fused kernel's (non-differentiable) lse
+        torch.testing.assert_close(attention(q, k, v, mask=mask, sink=sink, backend="sdpa"), want[0], **TOL)
+
+
+def test_large_sink_silences_a_head():
+    q, k, v = _inputs(1, 2, 2, 16, 16, 8)
+    out = attention(q, k, v, causal=True, sink=torch.tensor([40.0, -40.0]))
+    assert out[:, 0].abs().max() < 1e-10
+    torch.testing.assert_close(out[:, 1], attention_ref(q, k, v, make_mask(causal=True))[0][:, 1], **TOL)

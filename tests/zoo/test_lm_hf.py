@@ -143,3 +143,28 @@ def test_pytorch_bin_loads_with_weights_only(tmp_path):
     torch.save({"x": object()}, tmp_path / "pytorch_model.bin")
     with pytest.raises(Exception, match="[Ww]eights only load failed|Unsupported global"):
         zoo.load_pretrained(tmp_path)
+
+
+def test_unknown_override_is_named(tmp_path):
+    _tiny_hf("qwen2").save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match=r"unknown override\(s\) \['rope_scalling'\]"):
+        zoo.load_pretrained(tmp_path, rope_scalling={"type": "yarn"})
+    model = zoo.load_pretrained(tmp_path, rope_scaling={"type": "linear", "factor": 2.0})
+    assert model.rotary.scaling.type == "linear" and model.rotary.scaling.factor == 2.0
+
+
+def test_sink_lm_cache_matches_full_forward_and_has_no_hf_layout(tmp_path):
+    from zoo.lm import KVCache
+
+    model = zoo.create_model("lm-tiny", vocab_size=VOCAB, attn_sink=True).eval()
+    with torch.no_grad():
+        for blk in model.blocks:
+            blk.mixer.sink_logits.normal_()
+        ids = torch.randint(0, VOCAB, (1, 30))
+        full = model(ids).logits
+        cache = KVCache.empty(len(model.blocks))
+        steps = [model(ids[:, :20], cache=cache).logits] + [model(ids[:, i:i + 1], cache=cache).logits
+                                                             for i in range(20, 30)]
+    torch.testing.assert_close(torch.cat(steps, 1), full, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="attention sinks / extra mixer_kwargs have no Qwen2/Llama"):
+        model.save_pretrained(tmp_path)

@@ -24,6 +24,7 @@ class Attention(nn.Module):
         out_bias: bool = False,
         causal: bool = True,
         window: int | None = None,
+        sink: bool = False,
         backend: str = "auto",
     ):
         super().__init__()
@@ -42,6 +43,8 @@ class Attention(nn.Module):
         self.k_proj = nn.Linear(d_model, n_kv_head * head_dim, bias=qkv_bias)
         self.v_proj = nn.Linear(d_model, n_kv_head * head_dim, bias=qkv_bias)
         self.o_proj = nn.Linear(n_head * head_dim, d_model, bias=out_bias)
+        # gpt-oss-style learned per-head "attend to nothing" logit (off by default; Qwen2/Llama have none)
+        self.sink_logits = nn.Parameter(torch.zeros(n_head)) if sink else None
 
     def forward(self, x: Tensor, ctx: SeqContext, state: dict | None = None) -> Tensor:
         b, n, _ = x.shape
@@ -65,5 +68,5 @@ class Attention(nn.Module):
             n_q=n,
             n_k=k.shape[2],
         )
-        out = attention(q, k, v, mask=mask, backend=self.backend)
+        out = attention(q, k, v, mask=mask, sink=self.sink_logits, backend=self.backend)
         return self.o_proj(out.transpose(1, 2).reshape(b, n, self.n_head * self.head_dim))
