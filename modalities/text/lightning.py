@@ -32,6 +32,7 @@ class LMModule(L.LightningModule):
         betas: tuple[float, float] = (0.9, 0.95),
         warmup_steps: int = 100,
         min_lr_ratio: float = 0.1,
+        decay_norms_and_biases: bool = False,
     ):
         super().__init__()
         # zoo_model lets zoo.load_pretrained rebuild the network from the checkpoint alone (plain types only, so
@@ -39,7 +40,7 @@ class LMModule(L.LightningModule):
         self.save_hyperparameters(
             {"zoo_model": {"arch": CausalLM.arch, "config": model.to_dict(), "prefix": "model."},
              "lr": lr, "weight_decay": weight_decay, "betas": list(betas), "warmup_steps": warmup_steps,
-             "min_lr_ratio": min_lr_ratio}
+             "min_lr_ratio": min_lr_ratio, "decay_norms_and_biases": decay_norms_and_biases}
         )
         self.model = CausalLM(model)
 
@@ -60,13 +61,17 @@ class LMModule(L.LightningModule):
 
     def configure_optimizers(self):
         hp = self.hparams
-        decay = [p for n, p in self.model.named_parameters() if p.dim() >= 2]
-        no_decay = [p for n, p in self.model.named_parameters() if p.dim() < 2]
+        # the usual recipe exempts 1-D parameters (norm gains, biases) from weight decay; decaying them too is an
+        # option because it measurably helps the passkey model extrapolate with YaRN (see configs/lm_passkey.yaml)
+        exempt = not hp.decay_norms_and_biases
+        decay = [p for p in self.model.parameters() if p.dim() >= 2 or not exempt]
+        no_decay = [p for p in self.model.parameters() if p.dim() < 2 and exempt]
         opt = torch.optim.AdamW(
             [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=hp.lr, betas=tuple(hp.betas),
         )
-        total = self.trainer.max_steps if self.trainer and self.trainer.max_steps > 0 else 10_000
+        trainer = self._trainer  # None when configured outside a Trainer
+        total = trainer.max_steps if trainer is not None and trainer.max_steps > 0 else 10_000
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda s: warmup_cosine(s, hp.warmup_steps, total, hp.min_lr_ratio)
         )

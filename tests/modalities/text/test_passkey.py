@@ -61,3 +61,17 @@ def test_answer_only_labels_mask_everything_but_the_key():
     kept = ex["labels"][ex["labels"] != -100]
     assert ByteTokenizer().decode(kept) == ByteTokenizer().decode(ex["input_ids"][-5:])
     assert len(kept) == 5
+
+
+def test_weight_decay_groups_follow_the_option():
+    from zoo.lm import LMConfig
+    from zoo.modalities.text import LMModule
+
+    cfg = LMConfig(d_model=32, n_layer=1, n_head=2, vocab_size=260)
+    for decay_all, want_exempt in ((False, True), (True, False)):
+        module = LMModule(cfg, decay_norms_and_biases=decay_all)
+        opt = module.configure_optimizers()["optimizer"]
+        decayed, exempt = opt.param_groups
+        assert all(g["weight_decay"] == 0.1 for g in [decayed]) and exempt["weight_decay"] == 0.0
+        assert (len(exempt["params"]) > 0) == want_exempt
+        assert len(decayed["params"]) + len(exempt["params"]) == len(list(module.model.parameters()))
