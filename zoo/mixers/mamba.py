@@ -1,0 +1,100 @@
+"""Mamba-1 mixer: in_proj → causal depthwise conv → SiLU → selective scan (input-dependent dt, B, C) → gate → out_proj.
+
+Parameter names follow mamba-ssm / transformers' MambaMixer (in_proj, conv1d, x_proj, dt_proj, A_log, D, out_proj),
+so checkpoints map one to one. With a generation cache it runs token by token from a (conv_state, ssm_state) pair,
+which gives the same outputs as the full forward.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from zoo.kernels.causal_conv1d import causal_conv1d
+from zoo.kernels.selective_scan import selective_scan
+
+from ..block import SeqContext
+from ..registry import register_mixer
+
+
+@register_mixer("mamba")
+class Mamba(nn.Module):
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 16,
+        d_conv: int = 4,
+        expand: int = 2,
+        dt_rank: int | str = "auto",
+        bias: bool = False,
+        conv_bias: bool = True,
+        dt_min: float = 1e-3,
+        dt_max: float = 0.1,
+        scan_backend: str = "auto",
+        conv_backend: str = "auto",
+    ):
+        super().__init__()
+        self.d_inner = expand * d_model
+        self.d_state, self.d_conv = d_state, d_conv
+        self.dt_rank = math.ceil(d_model / 16) if dt_rank == "auto" else int(dt_rank)
+        self.scan_backend, self.conv_backend = scan_backend, conv_backend
+        self.in_proj = nn.Linear(d_model, 2 * self.d_inner, bias=bias)
+        self.conv1d = nn.Conv1d(self.d_inner, self.d_inner, d_conv, groups=self.d_inner, padding=d_conv - 1,
+                                bias=conv_bias)
+        self.x_proj = nn.Linear(self.d_inner, self.dt_rank + 2 * d_state, bias=False)
+        self.dt_proj = nn.Linear(self.dt_rank, self.d_inner, bias=True)
+        self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias)
+        # S4D-real initialisation: A = -[1..N] per channel; dt spread log-uniformly in [dt_min, dt_max]
+        self.A_log = nn.Parameter(torch.log(torch.arange(1, d_state + 1, dtype=torch.float32)).repeat(self.d_inner, 1))
+        self.D = nn.Parameter(torch.ones(self.d_inner))
+        with torch.no_grad():
+            dt = torch.exp(torch.rand(self.d_inner) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
+            self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse softplus
+
+    def _ssm_params(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """x (B, L, d_inner) → dt (B, d_inner, L) before bias/softplus, B and C (B, N, L)."""
+        dt, B, C = self.x_proj(x).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
+        dt = dt @ self.dt_proj.weight.t()
+        return dt.transpose(1, 2), B.transpose(1, 2), C.transpose(1, 2)
+
+    def forward(self, hidden: Tensor, ctx: SeqContext, state: dict | None = None) -> Tensor:
+        if ctx.segment_ids is not None:
+            raise ValueError("the Mamba mixer does not take packed segment_ids (its state would leak across documents)")
+        if state is not None and "ssm" in state:
+            return self._step(hidden, state)
+        x, z = self.in_proj(hidden).chunk(2, dim=-1)  # (B, L, d_inner) each
+        x_t = x.transpose(1, 2)
+        weight = self.conv1d.weight[:, 0]
+        xc = causal_conv1d(x_t, weight, self.conv1d.bias, "silu", backend=self.conv_backend)
+        dt, B, C = self._ssm_params(xc.transpose(1, 2))
+        A = -torch.exp(self.A_log.float())
+        y, last = selective_scan(xc, dt, A, B, C, self.D.float(), z.transpose(1, 2), self.dt_proj.bias.float(),
+                                 delta_softplus=True, return_last_state=True, backend=self.scan_backend)
+        if state is not None:
+            pad = max(0, self.d_conv - x_t.shape[-1])
+            state["conv"] = F.pad(x_t, (pad, 0))[..., -self.d_conv:].detach()
+            state["ssm"] = last.detach()
+        return self.out_proj(y.transpose(1, 2).to(hidden.dtype))
+
+    def _step(self, hidden: Tensor, state: dict) -> Tensor:
+        """Token-by-token recurrence for generation; hidden (B, T, d_model) is consumed one token at a time."""
+        outs = []
+        A = -torch.exp(self.A_log.float())
+        for t in range(hidden.shape[1]):
+            x, z = self.in_proj(hidden[:, t]).chunk(2, dim=-1)  # (B, d_inner)
+            conv = torch.cat((state["conv"][..., 1:], x[..., None]), dim=-1)
+            state["conv"] = conv
+            xc = (conv * self.conv1d.weight[:, 0]).sum(-1)
+            if self.conv1d.bias is not None:
+                xc = xc + self.conv1d.bias
+            xc = F.silu(xc)
+            dt, B, C = self._ssm_params(xc[:, None])
+            dt = F.softplus(dt[..., 0].float() + self.dt_proj.bias.float())  # (B, d_inner)
+            h = torch.exp(dt[..., None] * A) * state["ssm"] + (dt * xc.float())[..., None] * B[:, None, :, 0].float()
+            state["ssm"] = h
+            y = (h * C[:, None, :, 0].float()).sum(-1) + self.D.float() * xc.float()
+            outs.append((y * F.silu(z.float())).to(hidden.dtype))
+        return self.out_proj(torch.stack(outs, dim=1))
