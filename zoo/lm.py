@@ -53,8 +53,8 @@ class LMConfig:
         self.head_dim = self.head_dim or self.d_model // self.n_head
         self.d_ff = self.d_ff or 4 * self.d_model
         RopeScaling.from_dict(self.rope_scaling)  # validate early, with the key names
-        if self.family not in ("qwen2", "llama"):
-            raise ValueError(f"LMConfig.family must be 'qwen2' or 'llama', got {self.family!r}")
+        if self.family not in ("qwen2", "llama", "mamba"):
+            raise ValueError(f"LMConfig.family must be 'qwen2', 'llama' or 'mamba', got {self.family!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -232,7 +232,7 @@ class CausalLM(nn.Module):
         sd = self.state_dict()
         if self.config.tie_word_embeddings:
             sd.pop("lm_head.weight")
-        return {zoo_to_hf_key(k): v for k, v in sd.items()}
+        return {zoo_to_hf_key(k, self.config.family): v for k, v in sd.items()}
 
     @classmethod
     def from_hf(cls, hf_config: dict, **overrides) -> CausalLM:
@@ -274,6 +274,18 @@ _HF_TO_ZOO = [
     (r"^model\.layers\.(\d+)\.mlp\.", r"blocks.\1.mlp."),
     (r"^model\.norm\.", "norm."),
     (r"^lm_head\.", "lm_head."),
+    # Mamba (MambaForCausalLM): norm → mixer → residual, no MLP
+    (r"^backbone\.embeddings\.", "embed."),
+    (r"^backbone\.layers\.(\d+)\.norm\.", r"blocks.\1.norm1."),
+    (r"^backbone\.layers\.(\d+)\.mixer\.", r"blocks.\1.mixer."),
+    (r"^backbone\.norm_f\.", "norm."),
+]
+_ZOO_TO_HF_MAMBA = [
+    (r"^embed\.", "backbone.embeddings."),
+    (r"^blocks\.(\d+)\.norm1\.", r"backbone.layers.\1.norm."),
+    (r"^blocks\.(\d+)\.mixer\.", r"backbone.layers.\1.mixer."),
+    (r"^norm\.", "backbone.norm_f."),
+    (r"^lm_head\.", "lm_head."),
 ]
 _ZOO_TO_HF = [
     (r"^embed\.", "model.embed_tokens."),
@@ -298,8 +310,8 @@ def hf_to_zoo_key(key: str) -> str:
     return _rename(key, _HF_TO_ZOO)
 
 
-def zoo_to_hf_key(key: str) -> str:
-    return _rename(key, _ZOO_TO_HF)
+def zoo_to_hf_key(key: str, family: str = "qwen2") -> str:
+    return _rename(key, _ZOO_TO_HF_MAMBA if family == "mamba" else _ZOO_TO_HF)
 
 
 def _hf_rope(hf: dict) -> tuple[float, dict | None]:
@@ -317,8 +329,44 @@ def _hf_rope(hf: dict) -> tuple[float, dict | None]:
     return float(theta), {"type": kind, **keep}
 
 
+def _mamba_config_from_hf(hf: dict) -> LMConfig:
+    d_model = hf["hidden_size"]
+    rank = hf.get("time_step_rank", "auto")
+    mamba = dict(
+        d_state=hf.get("state_size", 16), d_conv=hf.get("conv_kernel", 4), expand=hf.get("expand", 2),
+        dt_rank=rank if rank == "auto" else int(rank), bias=bool(hf.get("use_bias", False)),
+        conv_bias=bool(hf.get("use_conv_bias", True)),
+    )
+    return LMConfig(
+        vocab_size=hf["vocab_size"], d_model=d_model, n_layer=hf["num_hidden_layers"], n_head=1,
+        layout="mamba", mixer_kwargs={"mamba": mamba}, mlp="none", norm="rmsnorm",
+        norm_eps=hf.get("layer_norm_epsilon", 1e-5), tie_word_embeddings=bool(hf.get("tie_word_embeddings", True)),
+        family="mamba", bos_token_id=hf.get("bos_token_id"), eos_token_id=hf.get("eos_token_id"),
+        pad_token_id=hf.get("pad_token_id"),
+    )
+
+
+def _mamba_hf_config(c: LMConfig) -> dict:
+    if set(expand_layout(c.layout, c.n_layer)) != {"mamba"} or c.mlp != "none" or c.norm != "rmsnorm":
+        raise ValueError("only all-Mamba, MLP-free RMSNorm LMs have the MambaForCausalLM layout")
+    m = {"d_state": 16, "d_conv": 4, "expand": 2, "dt_rank": "auto", "bias": False, "conv_bias": True,
+         **c.mixer_kwargs.get("mamba", {})}
+    rank = -(-c.d_model // 16) if m["dt_rank"] == "auto" else int(m["dt_rank"])
+    return {
+        "architectures": ["MambaForCausalLM"], "model_type": "mamba", "vocab_size": c.vocab_size,
+        "hidden_size": c.d_model, "intermediate_size": m["expand"] * c.d_model, "num_hidden_layers": c.n_layer,
+        "state_size": m["d_state"], "conv_kernel": m["d_conv"], "expand": m["expand"], "time_step_rank": rank,
+        "use_bias": m["bias"], "use_conv_bias": m["conv_bias"], "layer_norm_epsilon": c.norm_eps,
+        "hidden_act": "silu", "residual_in_fp32": True, "tie_word_embeddings": c.tie_word_embeddings,
+        "bos_token_id": c.bos_token_id, "eos_token_id": c.eos_token_id, "pad_token_id": c.pad_token_id,
+        "torch_dtype": "float32",
+    }
+
+
 def lm_config_from_hf(hf: dict) -> LMConfig:
     model_type = hf.get("model_type")
+    if model_type == "mamba":
+        return _mamba_config_from_hf(hf)
     if model_type not in ("qwen2", "llama"):
         raise ValueError(f"lm_config_from_hf handles model_type 'qwen2' and 'llama', got {model_type!r}")
     act = hf.get("hidden_act", "silu")
@@ -353,6 +401,8 @@ def lm_config_from_hf(hf: dict) -> LMConfig:
 
 
 def hf_config_from_lm(c: LMConfig) -> dict:
+    if c.family == "mamba":
+        return _mamba_hf_config(c)
     if set(expand_layout(c.layout, c.n_layer)) != {"attention"} or c.mlp != "swiglu" or c.norm != "rmsnorm":
         raise ValueError("only all-attention SwiGLU/RMSNorm LMs have a Qwen2/Llama Hugging Face layout")
     if c.attn_sink or c.mixer_kwargs:
@@ -404,6 +454,7 @@ def hf_config_from_lm(c: LMConfig) -> dict:
 ARCHITECTURES.register(CausalLM.arch)(CausalLM)
 HF_FAMILIES.register("qwen2")(CausalLM)
 HF_FAMILIES.register("llama")(CausalLM)
+HF_FAMILIES.register("mamba")(CausalLM)
 
 
 # ---- named models -----------------------------------------------------------------------------------------------

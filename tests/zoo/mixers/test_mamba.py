@@ -44,3 +44,28 @@ def test_gradients_reach_every_parameter_and_packed_ids_are_refused():
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in mixer.parameters())
     with pytest.raises(ValueError, match="does not take packed segment_ids"):
         mixer(torch.randn(1, 4, 16), SeqContext(segment_ids=torch.zeros(1, 4, dtype=torch.long)))
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_against_hf_mamba_for_causal_lm(tmp_path, tied):
+    """A tiny random MambaForCausalLM saved by transformers loads with equal logits and greedy tokens, and
+    save_pretrained writes a directory transformers loads back."""
+    from transformers import MambaConfig, MambaForCausalLM
+
+    import zoo
+
+    cfg = MambaConfig(vocab_size=64, hidden_size=32, state_size=8, num_hidden_layers=2, conv_kernel=4, expand=2,
+                      tie_word_embeddings=tied, use_mambapy=False, bos_token_id=None, eos_token_id=None,
+                      pad_token_id=None)
+    hf = MambaForCausalLM(cfg).eval()
+    hf.save_pretrained(tmp_path / "hf")
+    model = zoo.load_pretrained(tmp_path / "hf")
+    ids = torch.randint(0, 64, (2, 40))
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids).logits, hf(ids).logits, atol=1e-4, rtol=1e-4)
+    want = hf.generate(ids[:, :6], attention_mask=torch.ones_like(ids[:, :6]), max_new_tokens=12, do_sample=False)
+    assert torch.equal(model.generate(ids[:, :6], max_new_tokens=12), want)
+    model.save_pretrained(tmp_path / "zoo")
+    again = MambaForCausalLM.from_pretrained(tmp_path / "zoo").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(again(ids).logits, hf(ids).logits, atol=1e-5, rtol=1e-5)
