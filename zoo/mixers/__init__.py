@@ -1,6 +1,6 @@
 """Sequence mixers. Importing this package registers them in ``zoo.registry.MIXERS``."""
 
 from .attention import Attention
-from .mamba import Mamba
+from .mamba import BiMamba, Mamba
 
-__all__ = ["Attention", "Mamba"]
+__all__ = ["Attention", "BiMamba", "Mamba"]

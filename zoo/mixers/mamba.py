@@ -98,3 +98,29 @@ class Mamba(nn.Module):
             y = (h * C[:, None, :, 0].float()).sum(-1) + self.D.float() * xc.float()
             outs.append((y * F.silu(z.float())).to(hidden.dtype))
         return self.out_proj(torch.stack(outs, dim=1))
+
+
+@register_mixer("bimamba")
+class BiMamba(nn.Module):
+    """Bidirectional Mamba (Caduceus / LC-PLM): one Mamba over the sequence, one over its reverse, outputs added.
+
+    ``tie``: "projections" shares in_proj and out_proj between the two directions (BiMamba-S, Caduceus'
+    bidirectional_weight_tie), "all" shares every parameter, "none" shares nothing. No causal step mode: each position
+    sees the whole sequence.
+    """
+
+    def __init__(self, d_model: int, tie: str = "projections", **mamba_kwargs):
+        super().__init__()
+        if tie not in ("none", "projections", "all"):
+            raise ValueError(f"BiMamba tie must be 'none', 'projections' or 'all', got {tie!r}")
+        self.tie = tie
+        self.fwd = Mamba(d_model, **mamba_kwargs)
+        self.rev = self.fwd if tie == "all" else Mamba(d_model, **mamba_kwargs)
+        if tie == "projections":
+            self.rev.in_proj = self.fwd.in_proj
+            self.rev.out_proj = self.fwd.out_proj
+
+    def forward(self, hidden: Tensor, ctx: SeqContext, state: dict | None = None) -> Tensor:
+        if state is not None:
+            raise ValueError("BiMamba is bidirectional: it has no generation cache")
+        return self.fwd(hidden, ctx) + self.rev(hidden.flip(1), ctx).flip(1)

@@ -69,3 +69,35 @@ def test_against_hf_mamba_for_causal_lm(tmp_path, tied):
     again = MambaForCausalLM.from_pretrained(tmp_path / "zoo").eval()
     with torch.no_grad():
         torch.testing.assert_close(again(ids).logits, hf(ids).logits, atol=1e-5, rtol=1e-5)
+
+
+def test_bimamba_with_all_weights_tied_is_reverse_equivariant():
+    from zoo.mixers.mamba import BiMamba
+
+    mixer = BiMamba(16, tie="all", d_state=4).eval()
+    x = torch.randn(2, 25, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(mixer(x.flip(1), SeqContext()), mixer(x, SeqContext()).flip(1),
+                                   atol=1e-5, rtol=1e-5)
+
+
+def test_bimamba_is_the_sum_of_both_directions_and_shares_projections():
+    from zoo.mixers.mamba import BiMamba
+
+    mixer = BiMamba(16, tie="projections", d_state=4).eval()
+    assert mixer.rev.in_proj is mixer.fwd.in_proj and mixer.rev.out_proj is mixer.fwd.out_proj
+    assert mixer.rev.x_proj is not mixer.fwd.x_proj
+    n_params = sum(p.numel() for p in mixer.parameters())
+    untied = sum(p.numel() for p in BiMamba(16, tie="none", d_state=4).parameters())
+    shared = sum(p.numel() for m in (mixer.fwd.in_proj, mixer.fwd.out_proj) for p in m.parameters())
+    assert n_params == untied - shared
+    x = torch.randn(1, 12, 16)
+    with torch.no_grad():
+        want = mixer.fwd(x, SeqContext()) + mixer.rev(x.flip(1), SeqContext()).flip(1)
+        torch.testing.assert_close(mixer(x, SeqContext()), want)
+        # position 0 depends on the last token (through the reverse pass), unlike a causal mixer
+        x2 = x.clone()
+        x2[:, -1] += 1.0
+        assert not torch.allclose(mixer(x2, SeqContext())[:, 0], mixer(x, SeqContext())[:, 0])
+    with pytest.raises(ValueError, match="tie must be 'none', 'projections' or 'all'"):
+        BiMamba(16, tie="some")
