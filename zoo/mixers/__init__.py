@@ -1,6 +1,7 @@
 """Sequence mixers. Importing this package registers them in ``zoo.registry.MIXERS``."""
 
 from .attention import Attention
+from .hyena import Hyena
 from .mamba import BiMamba, Mamba
 
-__all__ = ["Attention", "BiMamba", "Mamba"]
+__all__ = ["Attention", "BiMamba", "Hyena", "Mamba"]
