@@ -11,8 +11,12 @@ from .attention import (
     merge_attention_partials,
     segment_ids_from_cu_seqlens,
 )
+from .causal_conv1d import causal_conv1d, causal_conv1d_ref
+from .fftconv import fftconv, fftconv_ref
+from .selective_scan import selective_scan, selective_scan_chunked, selective_scan_ref
 
 __all__ = [
-    "BACKENDS", "AttentionMask", "attention", "attention_chunked", "attention_ref", "attention_sdpa", "make_mask",
-    "merge_attention_partials", "segment_ids_from_cu_seqlens",
+    "BACKENDS", "AttentionMask", "attention", "attention_chunked", "attention_ref", "attention_sdpa", "causal_conv1d",
+    "causal_conv1d_ref", "fftconv", "fftconv_ref", "make_mask", "merge_attention_partials",
+    "segment_ids_from_cu_seqlens", "selective_scan", "selective_scan_chunked", "selective_scan_ref",
 ]
