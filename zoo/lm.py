@@ -112,7 +112,8 @@ class CausalLM(nn.Module):
         self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)
         if c.tie_word_embeddings:
             self.lm_head.weight = self.embed.weight
-        self.rotary = RotaryEmbedding(c.head_dim, c.rope_theta, c.rope_scaling)
+        # only attention rotates; an all-Mamba/Hyena stack skips computing cos/sin on every forward
+        self.rotary = RotaryEmbedding(c.head_dim, c.rope_theta, c.rope_scaling) if "attention" in layout else None
         self.apply(self._init_weights)
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -155,9 +156,8 @@ class CausalLM(nn.Module):
             if cache.segment_ids is not None:
                 kv_segment_ids = torch.cat((cache.segment_ids, segment_ids), dim=1)
             cache.segment_ids = kv_segment_ids
-        ctx = SeqContext(
-            rope=self.rotary(position_ids, rope_cos_scale), segment_ids=segment_ids, kv_segment_ids=kv_segment_ids
-        )
+        rope = self.rotary(position_ids, rope_cos_scale) if self.rotary is not None else None
+        ctx = SeqContext(rope=rope, segment_ids=segment_ids, kv_segment_ids=kv_segment_ids)
         for i, block in enumerate(self.blocks):
             x = block(x, ctx, cache.layers[i] if cache is not None else None)
         logits = self.lm_head(self.norm(x))
@@ -226,6 +226,8 @@ class CausalLM(nn.Module):
         save_hf_directory(self, path, max_shard_size)
 
     def hf_config(self) -> dict:
+        if self.config.family == "mamba":
+            return _mamba_hf_config(self.config, self.blocks[0].mixer)
         return hf_config_from_lm(self.config)
 
     def hf_state_dict(self) -> dict[str, Tensor]:
@@ -346,17 +348,16 @@ def _mamba_config_from_hf(hf: dict) -> LMConfig:
     )
 
 
-def _mamba_hf_config(c: LMConfig) -> dict:
+def _mamba_hf_config(c: LMConfig, mixer: nn.Module) -> dict:
+    """MambaForCausalLM's config.json, read off a built mixer so that its defaults are not restated here."""
     if set(expand_layout(c.layout, c.n_layer)) != {"mamba"} or c.mlp != "none" or c.norm != "rmsnorm":
         raise ValueError("only all-Mamba, MLP-free RMSNorm LMs have the MambaForCausalLM layout")
-    m = {"d_state": 16, "d_conv": 4, "expand": 2, "dt_rank": "auto", "bias": False, "conv_bias": True,
-         **c.mixer_kwargs.get("mamba", {})}
-    rank = -(-c.d_model // 16) if m["dt_rank"] == "auto" else int(m["dt_rank"])
     return {
         "architectures": ["MambaForCausalLM"], "model_type": "mamba", "vocab_size": c.vocab_size,
-        "hidden_size": c.d_model, "intermediate_size": m["expand"] * c.d_model, "num_hidden_layers": c.n_layer,
-        "state_size": m["d_state"], "conv_kernel": m["d_conv"], "expand": m["expand"], "time_step_rank": rank,
-        "use_bias": m["bias"], "use_conv_bias": m["conv_bias"], "layer_norm_epsilon": c.norm_eps,
+        "hidden_size": c.d_model, "intermediate_size": mixer.d_inner, "num_hidden_layers": c.n_layer,
+        "state_size": mixer.d_state, "conv_kernel": mixer.d_conv, "expand": mixer.d_inner // c.d_model,
+        "time_step_rank": mixer.dt_rank, "use_bias": mixer.in_proj.bias is not None,
+        "use_conv_bias": mixer.conv1d.bias is not None, "layer_norm_epsilon": c.norm_eps,
         "hidden_act": "silu", "residual_in_fp32": True, "tie_word_embeddings": c.tie_word_embeddings,
         "bos_token_id": c.bos_token_id, "eos_token_id": c.eos_token_id, "pad_token_id": c.pad_token_id,
         "torch_dtype": "float32",
@@ -401,8 +402,6 @@ def lm_config_from_hf(hf: dict) -> LMConfig:
 
 
 def hf_config_from_lm(c: LMConfig) -> dict:
-    if c.family == "mamba":
-        return _mamba_hf_config(c)
     if set(expand_layout(c.layout, c.n_layer)) != {"attention"} or c.mlp != "swiglu" or c.norm != "rmsnorm":
         raise ValueError("only all-attention SwiGLU/RMSNorm LMs have a Qwen2/Llama Hugging Face layout")
     if c.attn_sink or c.mixer_kwargs:

@@ -14,18 +14,18 @@ from zoo.registry import EVAL_TASKS
 from .passkey import PasskeySet, answer_exact_match
 
 
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+def _number_list(cast, kind: str):
+    def parse(text: str) -> list:
+        try:
+            return [cast(x) for x in text.split(",") if x.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {kind}, got {text!r}") from None
+
+    return parse
 
 
-def _ints(text: str) -> list[int]:
-    try:
-        return [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+_floats = _number_list(float, "numbers")
+_ints = _number_list(int, "integers")
 
 
 @torch.no_grad()
@@ -128,11 +128,11 @@ class PasskeyTask:
                 factor = args.rope_factor or max(1.0, length / trained)
                 model = base
                 if name != "none" and factor != 1.0:
+                    # same weights, other RoPE: rebuild from the loaded model instead of reading the checkpoint again
                     scaling = {"type": name, "factor": factor, "original_max_position_embeddings": trained}
-                    overrides = {"rope_scaling": scaling}
-                    if args.backend:
-                        overrides["attn_backend"] = args.backend
-                    model = load_pretrained(ckpt, **overrides)
+                    model = type(base).from_config_dict(base.config.to_dict(), rope_scaling=scaling)
+                    model.load_state_dict(base.state_dict())
+                    model.eval()
                 a, d = passkey_accuracy(model, [length], args.depths, args.samples_per_depth, args.batch_size,
                                         args.seed)
                 acc.update(a)
