@@ -100,7 +100,8 @@ class CausalLM(nn.Module):
             n_head=c.n_head, n_kv_head=c.n_kv_head, head_dim=c.head_dim, qkv_bias=c.qkv_bias,
             out_bias=c.attn_out_bias, causal=True, sink=c.attn_sink, backend=c.attn_backend,
         )
-        mixer_kwargs = {"attention": attn_kwargs}
+        # HSA takes the model's head geometry unless mixer_kwargs.hsa overrides it (its retrieval groups do not)
+        mixer_kwargs = {"attention": attn_kwargs, "hsa": dict(n_head=c.n_head, head_dim=c.head_dim)}
         for name, kw in c.mixer_kwargs.items():
             mixer_kwargs[name] = {**mixer_kwargs.get(name, {}), **kw}
         self.embed = nn.Embedding(c.vocab_size, c.d_model)

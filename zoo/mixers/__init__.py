@@ -1,7 +1,8 @@
 """Sequence mixers. Importing this package registers them in ``zoo.registry.MIXERS``."""
 
 from .attention import Attention
+from .hsa import HSA
 from .hyena import Hyena
 from .mamba import BiMamba, Mamba
 
-__all__ = ["Attention", "BiMamba", "Hyena", "Mamba"]
+__all__ = ["HSA", "Attention", "BiMamba", "Hyena", "Mamba"]
