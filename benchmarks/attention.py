@@ -16,21 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import subprocess
-import sys
 import time
 
+from _points import cap_memory, peak_rss_mb, rss_mb, run_point
+
 PATHS = ["sdpa_causal", "sdpa_dense_docs", "chunked_docs", "chunked_causal"]
-MEMORY_CAP_GB = 18  # a point that needs more fails cleanly instead of taking the machine down
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
-
-
-def run_point(path: str, seq_len: int, heads: int, head_dim: int) -> dict:
+def measure(path: str, seq_len: int, heads: int, head_dim: int) -> dict:
     import torch
 
     from zoo.kernels.attention import attention, attention_chunked, make_mask
@@ -50,13 +43,13 @@ def run_point(path: str, seq_len: int, heads: int, head_dim: int) -> dict:
             return attention_chunked(q, k, v, make_mask(causal=True))[0]
         raise ValueError(path)
 
-    base = _rss_mb()
+    base = rss_mb()
     t0 = time.perf_counter()
     out = call()
     t1 = time.perf_counter()
     out.backward(torch.ones_like(out))
     t2 = time.perf_counter()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mb()
     return {"path": path, "seq_len": seq_len, "fwd_s": t1 - t0, "bwd_s": t2 - t1, "total_s": t2 - t0,
             "peak_mb": peak - base}
 
@@ -73,25 +66,15 @@ def main() -> None:
     args = p.parse_args()
     if args.point:
         path, n = args.point.split(":")
-        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP_GB * 2**30, resource.RLIM_INFINITY))
-        print(json.dumps(run_point(path, int(n), args.heads, args.head_dim)))
+        cap_memory()
+        print(json.dumps(measure(path, int(n), args.heads, args.head_dim)))
         return
     lengths = [int(x) for x in args.lengths.split(",")]
     rows = []
     for n in lengths:
         for path in args.paths.split(","):
-            cmd = [sys.executable, __file__, "--point", f"{path}:{n}", "--heads", str(args.heads), "--head-dim",
-                   str(args.head_dim)]
-            try:
-                res = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
-                if res.returncode == 0:
-                    row = json.loads(res.stdout.strip().splitlines()[-1])
-                else:
-                    last = (res.stderr.strip().splitlines() or ["?"])[-1]
-                    row = {"path": path, "seq_len": n, "error": "out of memory" if "memory" in last.lower()
-                           or res.returncode in (-9, 137) else last[:120]}
-            except subprocess.TimeoutExpired:
-                row = {"path": path, "seq_len": n, "error": f"timeout > {args.timeout}s"}
+            row = run_point(__file__, path, n, ["--heads", str(args.heads), "--head-dim", str(args.head_dim)],
+                            args.timeout)
             rows.append(row)
             shown = row.get("error") or f"{row['total_s']:.2f} s, {row['peak_mb']:.0f} MB"
             print(f"{n:>6} {path:<16} {shown}", flush=True)

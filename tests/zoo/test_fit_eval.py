@@ -106,3 +106,17 @@ def test_eval_rejects_bad_arguments(trained, capsys):
     assert "expected comma-separated integers, got '12x'" in capsys.readouterr().err
     with pytest.raises(SystemExit, match=r"--depths: 1.5 is outside \[0, 1\]"):
         eval_main(["passkey", "--ckpt", str(root / "checkpoints" / "last.ckpt"), "--depths", "0,1.5"])
+
+
+def test_ramba_yaml_layout_builds_the_hybrid_stack_and_trains(tmp_path):
+    """configs/ramba_passkey.yaml: "mamba*3,hsa" in YAML gives Mamba, Mamba, Mamba, HSA — no model code."""
+    config = str(Path(CONFIG).with_name("ramba_passkey.yaml"))
+    cli = fit_main(["--config", config, "--trainer.default_root_dir", str(tmp_path), "--trainer.max_steps", "3",
+                    "--trainer.val_check_interval", "3", "--data.init_args.seq_len", "128",
+                    "--data.init_args.batch_size", "4", "--data.init_args.val_per_depth", "1",
+                    "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"])
+    model = cli.model.model
+    assert [type(b.mixer).__name__ for b in model.blocks] == ["Mamba", "Mamba", "Mamba", "HSA"]
+    hsa = model.blocks[3].mixer
+    assert (hsa.chunk_size, hsa.top_k, hsa.weighting) == (16, 4, "stick_breaking")
+    assert cli.trainer.global_step == 3 and torch.isfinite(cli.trainer.callback_metrics["val/loss"])

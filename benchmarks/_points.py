@@ -1,0 +1,39 @@
+"""Shared by the benchmarks that measure peak memory: each (path, seq_len) point runs in a fresh process, so that one
+point's peak RSS is not another's, under an address-space cap, so that a point that needs too much fails cleanly."""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+
+MEMORY_CAP_GB = 18
+
+
+def rss_mb() -> float:
+    """Current resident set size of this process, MB."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def cap_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP_GB * 2**30, resource.RLIM_INFINITY))
+
+
+def run_point(script: str, path: str, seq_len: int, extra: list[str], timeout: int) -> dict:
+    """Run ``script --point path:seq_len *extra`` in a subprocess; its last stdout line is the row (JSON)."""
+    cmd = [sys.executable, script, "--point", f"{path}:{seq_len}", *extra]
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"path": path, "seq_len": seq_len, "error": f"timeout > {timeout}s"}
+    if res.returncode == 0:
+        return json.loads(res.stdout.strip().splitlines()[-1])
+    last = (res.stderr.strip().splitlines() or ["?"])[-1]
+    oom = "memory" in last.lower() or res.returncode in (-9, 137)
+    return {"path": path, "seq_len": seq_len, "error": f"out of memory (cap {MEMORY_CAP_GB} GB)" if oom else last[:120]}
