@@ -3,6 +3,7 @@ Lightning checkpoints that ``python -m zoo.fit`` writes. Loading is strict and n
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 from pathlib import Path
@@ -18,7 +19,8 @@ class CheckpointError(RuntimeError):
 
 
 def _ensure_registered() -> None:
-    from . import lm  # noqa: F401  (registers the causal LM architecture and the qwen2/llama families)
+    from . import lm  # noqa: F401  (registers the causal LM architecture and the qwen2/llama/mamba families)
+    from .modalities.video import longva  # noqa: F401  (LongVA: the llava_qwen family)
 
 
 def _resolve(path_or_id: str | os.PathLike, revision: str | None) -> Path:
@@ -134,6 +136,8 @@ def load_pretrained(
         if model_type is None:
             raise CheckpointError(f"{config_path} has no model_type")
         family = HF_FAMILIES.get(model_type)
+        if "source" in inspect.signature(family.from_hf).parameters:  # families that resolve paths next to it
+            overrides = {**overrides, "source": path}
         model = family.from_hf(hf_config, **overrides)
         state = model.state_dict_from_hf(read_state_dict(path))
         load_state_dict_strict(model, state, str(path))

@@ -1,0 +1,254 @@
+"""LongVA: a CLIP vision tower, an ``mlp2x_gelu`` projector and the zoo's Qwen2 LM.
+
+Video path (LongVA / LLaVA-NeXT): each frame → CLIP hidden states of layer ``vision_select_layer`` (−2) without the
+CLS token (a g×g patch grid) → projector (vision hidden → LM hidden → LM hidden) → ``spatial_pool_stride`` average
+pooling of the grid (24×24 → 12×12 = 144 tokens per frame at 336 px). One ``IMAGE_TOKEN_INDEX`` placeholder in
+``input_ids`` expands to all the frame tokens of its video; labels there are -100.
+
+Positions: plain (one step per token) or V2PE (``v2pe_delta``: each visual token advances the position by δ < 1 and
+the text after a visual span resumes at ceil(last visual position) + 1), passed to the LM as float position ids.
+
+Checkpoint layout (``zoo.load_pretrained(dir)``, model_type ``llava_qwen``): ``model.embed_tokens``, ``model.layers.*``,
+``model.norm``, ``lm_head``, ``model.vision_tower.vision_tower.vision_model.*``, ``model.mm_projector.{0,2}``, with
+``mm_vision_tower`` naming the CLIP tower (a hub id or a local directory holding its config.json).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from zoo.lm import CausalLM, LMConfig, LMOutput, hf_to_zoo_key, lm_config_from_hf
+from zoo.registry import ARCHITECTURES, HF_FAMILIES, register_model
+
+IMAGE_TOKEN_INDEX = -200  # LLaVA's placeholder id inside input_ids
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+CLIP_L14_336 = dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
+                    image_size=336, patch_size=14, projection_dim=768, hidden_act="quick_gelu", layer_norm_eps=1e-5)
+
+
+@dataclass
+class LongVAConfig:
+    lm: dict[str, Any] = field(default_factory=dict)  # LMConfig fields
+    vision: dict[str, Any] = field(default_factory=lambda: dict(CLIP_L14_336))  # transformers CLIPVisionConfig fields
+    vision_select_layer: int = -2
+    projector_type: str = "mlp2x_gelu"
+    spatial_pool_stride: int = 2
+    spatial_pool_mode: str = "average"
+    v2pe_delta: float | None = None  # None: one position per visual token; else V2PE's step δ (e.g. 1/4)
+
+    def __post_init__(self):
+        if self.projector_type != "mlp2x_gelu":
+            raise ValueError(f"LongVAConfig.projector_type: only 'mlp2x_gelu' is built, got {self.projector_type!r}")
+        if self.spatial_pool_mode not in ("average", "max"):
+            raise ValueError(f"LongVAConfig.spatial_pool_mode must be 'average' or 'max', got {self.spatial_pool_mode!r}")
+        if self.v2pe_delta is not None and not 0 < self.v2pe_delta <= 1:
+            raise ValueError(f"LongVAConfig.v2pe_delta must lie in (0, 1], got {self.v2pe_delta}")
+
+
+def v2pe_positions(is_visual: Tensor, delta: float | Tensor) -> Tensor:
+    """Float positions for one sequence: text steps by 1, visual tokens by δ, and text after a visual span resumes at
+    ceil(last visual position) + 1. is_visual (N,) bool → (N,) float32."""
+    vis = is_visual.tolist()
+    pos = torch.empty(len(vis), dtype=torch.float64)
+    p = -1.0
+    for i, v in enumerate(vis):
+        if i == 0:
+            p = 0.0
+        elif v:
+            p = p + (float(delta) if vis[i - 1] else 1.0)  # the first visual token after text steps by 1
+        else:
+            p = (math.ceil(p) if vis[i - 1] else p) + 1.0
+        pos[i] = p
+    return pos.float()
+
+
+def preprocess_frames(frames, image_size: int, mean=CLIP_MEAN, std=CLIP_STD) -> Tensor:
+    """uint8 frames (T, H, W, 3) (numpy or torch) → normalised (T, 3, S, S): CLIP's resize of the short side to S
+    (bicubic) and centre crop."""
+    x = torch.as_tensor(frames)
+    if x.dim() != 4 or x.shape[-1] != 3 or x.dtype != torch.uint8:
+        raise ValueError(f"frames must be uint8 (T, H, W, 3), got {x.dtype} {tuple(x.shape)}")
+    x = x.permute(0, 3, 1, 2).float() / 255.0
+    h, w = x.shape[-2:]
+    scale = image_size / min(h, w)
+    nh, nw = max(image_size, round(h * scale)), max(image_size, round(w * scale))
+    x = F.interpolate(x, size=(nh, nw), mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
+    top, left = (nh - image_size) // 2, (nw - image_size) // 2
+    x = x[..., top: top + image_size, left: left + image_size]
+    return (x - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None]
+
+
+class LongVA(nn.Module):
+    def __init__(self, config: LongVAConfig):
+        super().__init__()
+        from transformers import CLIPVisionConfig, CLIPVisionModel
+
+        self.config = config
+        self.lm = CausalLM(LMConfig.from_dict(config.lm))
+        self.vision_tower = CLIPVisionModel(CLIPVisionConfig(**config.vision))
+        vh, d = config.vision["hidden_size"], self.lm.config.d_model
+        self.mm_projector = nn.Sequential(nn.Linear(vh, d), nn.GELU(), nn.Linear(d, d))
+
+    @property
+    def image_size(self) -> int:
+        return self.config.vision["image_size"]
+
+    @property
+    def tokens_per_frame(self) -> int:
+        grid = self.image_size // self.config.vision["patch_size"]
+        return math.ceil(grid / self.config.spatial_pool_stride) ** 2
+
+    def vision_features(self, pixel_values: Tensor) -> Tensor:
+        """(T, 3, S, S) → CLIP hidden states of the selected layer without CLS, (T, g·g, vision hidden)."""
+        out = self.vision_tower(pixel_values=pixel_values, output_hidden_states=True)
+        return out.hidden_states[self.config.vision_select_layer][:, 1:]
+
+    def encode_frames(self, pixel_values: Tensor) -> Tensor:
+        """(T, 3, S, S) → (T, tokens_per_frame, d_model): features → projector → 2-D pooling of the patch grid."""
+        x = self.mm_projector(self.vision_features(pixel_values))
+        t, n, d = x.shape
+        g = math.isqrt(n)
+        x = x.view(t, g, g, d).permute(0, 3, 1, 2)
+        s = self.config.spatial_pool_stride
+        if s > 1:
+            pool = F.avg_pool2d if self.config.spatial_pool_mode == "average" else F.max_pool2d
+            x = pool(x, s, s, ceil_mode=True)
+        return x.flatten(2).transpose(1, 2)
+
+    def build_inputs(self, input_ids: Tensor, videos: list[Tensor], labels: Tensor | None = None,
+                     v2pe_delta: float | None = None, pad_to: int | None = None):
+        """Splice each placeholder's frame tokens into the text embeddings.
+
+        input_ids (B, L) with one ``IMAGE_TOKEN_INDEX`` per video, in reading order; videos: one (T, 3, S, S) per
+        placeholder across the batch → inputs_embeds (B, N, d), labels (B, N) or None, position_ids (B, N) float,
+        is_visual (B, N). Padding on the right (label -100; it cannot affect earlier tokens under causal attention).
+        """
+        delta = v2pe_delta if v2pe_delta is not None else self.config.v2pe_delta
+        n_placeholders = int((input_ids == IMAGE_TOKEN_INDEX).sum())
+        if n_placeholders != len(videos):
+            raise ValueError(f"input_ids hold {n_placeholders} image placeholders but {len(videos)} videos were given")
+        feats = iter([self.encode_frames(v).flatten(0, 1) for v in videos]) if videos else iter(())
+        embed = self.lm.embed
+        rows, row_labels, row_visual = [], [], []
+        for b in range(input_ids.shape[0]):
+            ids = input_ids[b]
+            spots = (ids == IMAGE_TOKEN_INDEX).nonzero().flatten().tolist()
+            parts, labs, vis = [], [], []
+            prev = 0
+            for spot in spots + [len(ids)]:
+                text = ids[prev:spot]
+                parts.append(embed(text))
+                labs.append(labels[b, prev:spot] if labels is not None else text.new_full(text.shape, -100))
+                vis.append(torch.zeros(len(text), dtype=torch.bool, device=ids.device))
+                if spot < len(ids):
+                    f = next(feats)
+                    parts.append(f.to(parts[-1].dtype))
+                    labs.append(text.new_full((len(f),), -100))
+                    vis.append(torch.ones(len(f), dtype=torch.bool, device=ids.device))
+                prev = spot + 1
+            rows.append(torch.cat(parts))
+            row_labels.append(torch.cat(labs))
+            row_visual.append(torch.cat(vis))
+        n = max(max(len(r) for r in rows), pad_to or 0)
+        d = rows[0].shape[-1]
+        embeds = rows[0].new_zeros(len(rows), n, d)
+        out_labels = input_ids.new_full((len(rows), n), -100)
+        is_visual = torch.zeros(len(rows), n, dtype=torch.bool, device=input_ids.device)
+        positions = torch.zeros(len(rows), n, device=input_ids.device)
+        for b, (r, lab, vis) in enumerate(zip(rows, row_labels, row_visual)):
+            embeds[b, : len(r)] = r
+            out_labels[b, : len(r)] = lab
+            is_visual[b, : len(r)] = vis
+            if delta is None:
+                positions[b] = torch.arange(n, device=input_ids.device)
+            else:
+                p = v2pe_positions(vis, delta).to(input_ids.device)
+                positions[b, : len(r)] = p
+                positions[b, len(r):] = p[-1] + 1 + torch.arange(n - len(r), device=input_ids.device)
+        return embeds, (out_labels if labels is not None else None), positions, is_visual
+
+    def forward(self, input_ids: Tensor, videos: list[Tensor] | None = None, labels: Tensor | None = None,
+                v2pe_delta: float | None = None) -> LMOutput:
+        if not videos and not (input_ids == IMAGE_TOKEN_INDEX).any():
+            return self.lm(input_ids, labels=labels)
+        embeds, labels, positions, _ = self.build_inputs(input_ids, videos or [], labels, v2pe_delta)
+        return self.lm(inputs_embeds=embeds, position_ids=positions, labels=labels)
+
+    # ---- checkpoints ------------------------------------------------------------------------------------------
+
+    def config_dict(self) -> dict:
+        return asdict(self.config)
+
+    @classmethod
+    def from_config_dict(cls, d: dict, **overrides) -> LongVA:
+        return cls(LongVAConfig(**{**d, **overrides}))
+
+    @classmethod
+    def from_hf(cls, hf_config: dict, *, source: Path | None = None, **overrides) -> LongVA:
+        """A LongVA / LLaVA-Qwen config.json → this model. The vision tower's shape comes from ``mm_vision_tower``:
+        a local directory with a CLIP config.json (its ``vision_config`` if nested), or the ViT-L/14-336 shape for
+        ``openai/clip-vit-large-patch14-336``; ``source`` resolves relative directory names."""
+        tower = hf_config.get("mm_vision_tower")
+        if not tower:
+            raise ValueError("config.json has no mm_vision_tower: not a LLaVA/LongVA checkpoint")
+        vision = _clip_config(tower, source)
+        for key, want in (("mm_projector_type", "mlp2x_gelu"), ("mm_vision_select_feature", "patch")):
+            if hf_config.get(key, want) != want:
+                raise ValueError(f"config.json {key}={hf_config[key]!r}: only {want!r} is supported")
+        if hf_config.get("mm_hidden_size", vision["hidden_size"]) != vision["hidden_size"]:
+            raise ValueError(f"config.json mm_hidden_size={hf_config['mm_hidden_size']} but the vision tower "
+                             f"{tower!r} has hidden_size {vision['hidden_size']}")
+        lm = asdict(lm_config_from_hf({**hf_config, "model_type": "qwen2"}))
+        cfg = LongVAConfig(
+            lm=lm, vision=vision,
+            vision_select_layer=hf_config.get("mm_vision_select_layer", -2),
+            spatial_pool_stride=hf_config.get("mm_spatial_pool_stride", 2),
+            spatial_pool_mode={"average": "average", "max": "max"}.get(hf_config.get("mm_spatial_pool_mode",
+                                                                                     "average"), "average"),
+        )
+        return cls.from_config_dict(asdict(cfg), **overrides)
+
+    def state_dict_from_hf(self, hf_state: dict[str, Tensor]) -> dict[str, Tensor]:
+        sd = {}
+        lm_state = {}
+        for k, v in hf_state.items():
+            if k.startswith("model.vision_tower.vision_tower."):
+                sd["vision_tower." + k[len("model.vision_tower.vision_tower."):]] = v
+            elif k.startswith("model.mm_projector."):
+                sd["mm_projector." + k[len("model.mm_projector."):]] = v
+            elif not k.endswith("rotary_emb.inv_freq"):
+                lm_state[k] = v
+        for k, v in lm_state.items():
+            sd["lm." + hf_to_zoo_key(k)] = v
+        if self.lm.config.tie_word_embeddings:
+            sd["lm.lm_head.weight"] = sd.get("lm.embed.weight")
+        return sd
+
+
+def _clip_config(tower: str, source: Path | None) -> dict:
+    path = Path(tower)
+    if not path.is_absolute() and source is not None and (source / tower).exists():
+        path = source / tower
+    if (path / "config.json").exists():
+        cfg = json.loads((path / "config.json").read_text())
+        cfg = cfg.get("vision_config", cfg)
+        keys = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "image_size",
+                "patch_size", "projection_dim", "hidden_act", "layer_norm_eps", "num_channels")
+        return {k: cfg[k] for k in keys if k in cfg}
+    if tower.rstrip("/").endswith("clip-vit-large-patch14-336"):
+        return dict(CLIP_L14_336)
+    raise ValueError(f"mm_vision_tower {tower!r}: not a directory with a CLIP config.json, and not the known "
+                     "openai/clip-vit-large-patch14-336")
+
+
+ARCHITECTURES.register("longva")(LongVA)
+HF_FAMILIES.register("llava_qwen")(LongVA)

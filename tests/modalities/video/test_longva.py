@@ -1,0 +1,106 @@
+"""LongVA against transformers: a tiny checkpoint written in LongVA's own layout (random Qwen2ForCausalLM and
+CLIPVisionModel weights) loads with zoo.load_pretrained; text logits equal Qwen2's and visual features equal CLIP's
+second-to-last hidden states. Also: placeholder expansion, label masking, pooling, V2PE positions."""
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import zoo
+from zoo.modalities.video import IMAGE_TOKEN_INDEX, LongVA, LongVAConfig, preprocess_frames, v2pe_positions
+
+transformers = pytest.importorskip("transformers")
+
+CLIP = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4, image_size=32,
+            patch_size=8, projection_dim=16, hidden_act="quick_gelu", layer_norm_eps=1e-5)
+
+
+@pytest.fixture(scope="module")
+def longva_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("longva")
+    qwen_cfg = transformers.Qwen2Config(vocab_size=100, hidden_size=48, intermediate_size=96, num_hidden_layers=2,
+                                        num_attention_heads=4, num_key_value_heads=2, rope_theta=1e9,
+                                        max_position_embeddings=4096, tie_word_embeddings=False)
+    qwen = transformers.Qwen2ForCausalLM(qwen_cfg).eval()
+    clip = transformers.CLIPVisionModel(transformers.CLIPVisionConfig(**CLIP)).eval()
+    (root / "clip").mkdir()
+    clip.config.to_json_file(root / "clip" / "config.json")
+    projector = torch.nn.Sequential(torch.nn.Linear(32, 48), torch.nn.GELU(), torch.nn.Linear(48, 48))
+    state = dict(qwen.state_dict())
+    state.update({f"model.vision_tower.vision_tower.{k}": v for k, v in clip.state_dict().items()})
+    state.update({f"model.mm_projector.{k}": v for k, v in projector.state_dict().items()})
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in state.items()}, root / "model.safetensors")
+    config = qwen_cfg.to_dict()
+    config.update(model_type="llava_qwen", architectures=["LlavaQwenForCausalLM"], mm_vision_tower=str(root / "clip"),
+                  mm_vision_select_layer=-2, mm_vision_select_feature="patch", mm_projector_type="mlp2x_gelu",
+                  mm_hidden_size=32, mm_patch_merge_type="unires", mm_spatial_pool_stride=2,
+                  mm_spatial_pool_mode="average", tokenizer_model_max_length=224000)
+    (root / "config.json").write_text(json.dumps(config))
+    return root, qwen, clip, projector
+
+
+def test_text_logits_equal_transformers_qwen2(longva_dir):
+    root, qwen, _, _ = longva_dir
+    model = zoo.load_pretrained(root)
+    assert isinstance(model, LongVA)
+    ids = torch.randint(0, 100, (2, 37))
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids).logits, qwen(ids).logits, atol=1e-4, rtol=1e-4)
+
+
+def test_visual_features_equal_clip_second_to_last_layer_and_pool_after_projector(longva_dir):
+    root, _, clip, projector = longva_dir
+    model = zoo.load_pretrained(root)
+    pixels = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        want = clip(pixel_values=pixels, output_hidden_states=True).hidden_states[-2][:, 1:]
+        torch.testing.assert_close(model.vision_features(pixels), want, atol=1e-4, rtol=1e-4)
+        grid = projector(want).view(3, 4, 4, 48).permute(0, 3, 1, 2)
+        pooled = F.avg_pool2d(grid, 2).flatten(2).transpose(1, 2)  # (3, 4, 48): 2×2 tokens per frame
+        torch.testing.assert_close(model.encode_frames(pixels), pooled, atol=1e-4, rtol=1e-4)
+    assert model.tokens_per_frame == 4
+
+
+def test_placeholder_expands_to_frame_tokens_and_masks_their_labels(longva_dir):
+    root, _, _, _ = longva_dir
+    model = zoo.load_pretrained(root)
+    ids = torch.tensor([[5, 6, IMAGE_TOKEN_INDEX, 7, 8, 9]])
+    video = torch.randn(5, 3, 32, 32)  # 5 frames × 4 tokens
+    embeds, labels, pos, vis = model.build_inputs(ids, [video], labels=ids.clone())
+    assert embeds.shape == (1, 2 + 20 + 3, 48)
+    assert vis[0].tolist() == [False] * 2 + [True] * 20 + [False] * 3
+    assert labels[0, 2:22].eq(-100).all() and labels[0, 22:].tolist() == [7, 8, 9]
+    with torch.no_grad():
+        torch.testing.assert_close(embeds[0, 2:22], model.encode_frames(video).flatten(0, 1))
+        torch.testing.assert_close(embeds[0, :2], model.lm.embed(ids[0, :2]))
+        out = model(ids, [video], labels=ids.clone())
+    assert out.logits.shape == (1, 25, 100) and torch.isfinite(out.loss)
+    with pytest.raises(ValueError, match="input_ids hold 1 image placeholders but 2 videos were given"):
+        model.build_inputs(ids, [video, video])
+
+
+def test_v2pe_positions_step_by_delta_and_text_resumes_after_ceil():
+    vis = torch.tensor([False, False, True, True, True, True, True, False, False])
+    pos = v2pe_positions(vis, 0.25)
+    assert pos.tolist() == [0, 1, 2, 2.25, 2.5, 2.75, 3.0, 4, 5]
+    pos = v2pe_positions(torch.tensor([False, True, True, True, False]), 0.5)
+    assert pos.tolist() == [0, 1, 1.5, 2.0, 3]  # ceil(2.0) + 1
+    assert v2pe_positions(vis, 1.0).tolist() == list(range(9))  # δ = 1 is plain positions
+    with pytest.raises(ValueError, match=r"v2pe_delta must lie in \(0, 1\]"):
+        LongVAConfig(v2pe_delta=2.0)
+
+
+def test_preprocess_resizes_short_side_and_centre_crops():
+    frames = torch.zeros(2, 40, 80, 3, dtype=torch.uint8)
+    frames[:, :, 20:60] = 255  # a white band in the middle: the centre crop sees only white
+    x = preprocess_frames(frames, 32)
+    assert x.shape == (2, 3, 32, 32)
+    white = (1 - torch.tensor([0.48145466, 0.4578275, 0.40821073])) / torch.tensor([0.26862954, 0.26130258, 0.27577711])
+    torch.testing.assert_close(x[0, :, 16, 16], white, atol=1e-3, rtol=0)
+    with pytest.raises(ValueError, match=r"frames must be uint8 \(T, H, W, 3\)"):
+        preprocess_frames(torch.zeros(2, 3, 32, 32), 32)
