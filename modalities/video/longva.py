@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -74,7 +75,7 @@ def v2pe_positions(is_visual: Tensor, delta: float | Tensor) -> Tensor:
 def preprocess_frames(frames, image_size: int, mean=CLIP_MEAN, std=CLIP_STD) -> Tensor:
     """uint8 frames (T, H, W, 3) (numpy or torch) → normalised (T, 3, S, S): CLIP's resize of the short side to S
     (bicubic) and centre crop."""
-    x = torch.as_tensor(frames)
+    x = frames if torch.is_tensor(frames) else torch.from_numpy(np.array(frames))  # a copy: decoders' arrays are read-only
     if x.dim() != 4 or x.shape[-1] != 3 or x.dtype != torch.uint8:
         raise ValueError(f"frames must be uint8 (T, H, W, 3), got {x.dtype} {tuple(x.shape)}")
     x = x.permute(0, 3, 1, 2).float() / 255.0
@@ -125,18 +126,24 @@ class LongVA(nn.Module):
         return x.flatten(2).transpose(1, 2)
 
     def build_inputs(self, input_ids: Tensor, videos: list[Tensor], labels: Tensor | None = None,
-                     v2pe_delta: float | None = None, pad_to: int | None = None):
+                     v2pe_delta: float | list[float] | None = None, pad_to: int | None = None):
         """Splice each placeholder's frame tokens into the text embeddings.
 
         input_ids (B, L) with one ``IMAGE_TOKEN_INDEX`` per video, in reading order; videos: one (T, 3, S, S) per
         placeholder across the batch → inputs_embeds (B, N, d), labels (B, N) or None, position_ids (B, N) float,
         is_visual (B, N). Padding on the right (label -100; it cannot affect earlier tokens under causal attention).
+        ``v2pe_delta``: one δ for the batch or one per row (V2PE training draws δ per sample); default the config's.
         """
         delta = v2pe_delta if v2pe_delta is not None else self.config.v2pe_delta
+        deltas = list(delta) if isinstance(delta, (list, tuple)) else [delta] * input_ids.shape[0]
+        if len(deltas) != input_ids.shape[0]:
+            raise ValueError(f"{len(deltas)} V2PE deltas for a batch of {input_ids.shape[0]}")
         n_placeholders = int((input_ids == IMAGE_TOKEN_INDEX).sum())
         if n_placeholders != len(videos):
             raise ValueError(f"input_ids hold {n_placeholders} image placeholders but {len(videos)} videos were given")
-        feats = iter([self.encode_frames(v).flatten(0, 1) for v in videos]) if videos else iter(())
+        # every video's frames through the tower in one batch, then split back per video
+        encoded = self.encode_frames(torch.cat(videos)).split([len(v) for v in videos]) if videos else ()
+        feats = iter([f.flatten(0, 1) for f in encoded])
         embed = self.lm.embed
         rows, row_labels, row_visual = [], [], []
         for b in range(input_ids.shape[0]):
@@ -168,16 +175,16 @@ class LongVA(nn.Module):
             embeds[b, : len(r)] = r
             out_labels[b, : len(r)] = lab
             is_visual[b, : len(r)] = vis
-            if delta is None:
+            if deltas[b] is None:
                 positions[b] = torch.arange(n, device=input_ids.device)
             else:
-                p = v2pe_positions(vis, delta).to(input_ids.device)
+                p = v2pe_positions(vis, deltas[b]).to(input_ids.device)
                 positions[b, : len(r)] = p
                 positions[b, len(r):] = p[-1] + 1 + torch.arange(n - len(r), device=input_ids.device)
         return embeds, (out_labels if labels is not None else None), positions, is_visual
 
     def forward(self, input_ids: Tensor, videos: list[Tensor] | None = None, labels: Tensor | None = None,
-                v2pe_delta: float | None = None) -> LMOutput:
+                v2pe_delta: float | list[float] | None = None) -> LMOutput:
         if not videos and not (input_ids == IMAGE_TOKEN_INDEX).any():
             return self.lm(input_ids, labels=labels)
         embeds, labels, positions, _ = self.build_inputs(input_ids, videos or [], labels, v2pe_delta)

@@ -1,0 +1,67 @@
+"""`python -m zoo.fit --config configs/longva.yaml` shrunk to 4 frames (half a minute) learns V-NIAH; the checkpoint
+loads with zoo.load_pretrained and `python -m zoo.eval vniah` writes its table as JSON and a heatmap."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+import zoo
+from zoo.eval import main as eval_main
+from zoo.fit import main as fit_main
+from zoo.modalities.video import LongVA
+
+pytest.importorskip("av", reason="PyAV writes the synthetic haystack")
+CONFIGS = Path(__file__).resolve().parents[3] / "configs"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("longva")
+    old = os.environ.get("ZOO_CACHE")
+    os.environ["ZOO_CACHE"] = str(root / "cache")  # the haystack is written here, not in the user's cache
+    try:
+        cli = fit_main(["--config", str(CONFIGS / "longva.yaml"), "--trainer.default_root_dir", str(root),
+                        "--trainer.max_steps", "500", "--trainer.val_check_interval", "250",
+                        "--data.init_args.num_frames", "4", "--model.init_args.warmup_steps", "20",
+                        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"])
+        yield root, cli
+    finally:
+        if old is None:
+            os.environ.pop("ZOO_CACHE")
+        else:
+            os.environ["ZOO_CACHE"] = old
+
+
+def test_fit_learns_vniah_at_the_training_frame_count(trained):
+    root, cli = trained
+    acc = cli.trainer.callback_metrics["val/vniah_acc"].item()
+    assert acc >= 0.9, f"4-frame V-NIAH reached only {acc:.2f}"
+    assert (root / "cache" / "vniah").is_dir() and any((root / "cache" / "vniah").glob("*.mp4"))
+
+
+def test_checkpoint_loads_as_longva_with_identical_outputs(trained):
+    root, cli = trained
+    model = zoo.load_pretrained(root / "checkpoints" / "last.ckpt")
+    assert isinstance(model, LongVA)
+    ids = torch.tensor([[256, -200, 65, 66, 67]])
+    video = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids, [video]).logits, cli.model.model.eval()(ids, [video]).logits,
+                                   atol=0, rtol=0)
+
+
+def test_eval_vniah_writes_table_json_and_heatmap(trained, tmp_path, capsys):
+    root, _ = trained
+    os.environ["ZOO_CACHE"] = str(root / "cache")
+    result = eval_main(["vniah", "--ckpt", str(root / "checkpoints" / "last.ckpt"), "--frames", "4,8",
+                        "--depths", "0,1", "--samples-per-depth", "4", "--out-dir", str(tmp_path)])
+    assert set(result["accuracy"]) == {"4", "8"} and set(result["accuracy_by_depth"]["4"]) == {"0", "1"}
+    assert result["accuracy"]["4"] >= 0.75
+    assert json.loads((tmp_path / "vniah.json").read_text())["accuracy"] == result["accuracy"]
+    assert (tmp_path / "vniah.png").stat().st_size > 10_000
+    assert "V-NIAH exact match" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="--depths: 1.5 is outside"):
+        eval_main(["vniah", "--ckpt", str(root / "checkpoints" / "last.ckpt"), "--depths", "1.5"])
