@@ -23,8 +23,19 @@ class LongVAModule(L.LightningModule):
     """
 
     def __init__(self, model: LongVAConfig, lr: float = 1e-3, weight_decay: float = 0.05, warmup_steps: int = 50,
-                 min_lr_ratio: float = 0.1, v2pe_train_deltas: list[float] | None = None):
+                 min_lr_ratio: float = 0.1, v2pe_train_deltas: list[float] | None = None,
+                 pretrained: str | None = None):
         super().__init__()
+        loaded = None
+        if pretrained:
+            # the checkpoint's own config decides the architecture; only V2PE's δ carries over from the YAML
+            from zoo.loading import load_pretrained
+
+            loaded = load_pretrained(pretrained)
+            if not isinstance(loaded, LongVA):
+                raise ValueError(f"pretrained={pretrained!r} holds a {type(loaded).__name__}, not a LongVA model")
+            loaded.config.v2pe_delta = model.v2pe_delta
+            model = loaded.config
         if v2pe_train_deltas and model.v2pe_delta is None:
             raise ValueError("v2pe_train_deltas needs model.v2pe_delta (the δ used at evaluation)")
         for d in v2pe_train_deltas or []:
@@ -35,7 +46,7 @@ class LongVAModule(L.LightningModule):
              "weight_decay": weight_decay, "warmup_steps": warmup_steps, "min_lr_ratio": min_lr_ratio,
              "v2pe_train_deltas": list(v2pe_train_deltas) if v2pe_train_deltas else None}
         )
-        self.model = LongVA(model)
+        self.model = loaded.train() if loaded is not None else LongVA(model)
         self._rng = random.Random(0)
 
     def training_step(self, batch, batch_idx):

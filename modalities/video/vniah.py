@@ -35,8 +35,6 @@ def cache_dir() -> Path:
 
 def make_haystack_video(path: str | Path, num_frames: int = 600, size: int = 64, fps: int = 8, seed: int = 0) -> Path:
     """Write a synthetic haystack clip (moving shapes, no digits) as an H.264 mp4 with PyAV; returns its path."""
-    import av
-
     rng = np.random.default_rng(seed)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -47,17 +45,13 @@ def make_haystack_video(path: str | Path, num_frames: int = 600, size: int = 64,
     color = rng.integers(40, 255, (n_shapes, 3))
     square = rng.random(n_shapes) < 0.5
     yy, xx = np.mgrid[0:size, 0:size]
-    tmp = path.with_suffix(".tmp.mp4")
-    with av.open(str(tmp), "w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width = stream.height = size
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": "18"}
+
+    def frames():
         for t in range(num_frames):
             phase = 2 * np.pi * t / 97
             bg = np.stack([xx * 0 + 60 + 40 * np.sin(phase), yy * 1.5 + 20, 120 + 50 * np.cos(phase + xx / size)], -1)
             img = np.clip(bg, 0, 255).astype(np.uint8)
-            pos += vel
+            pos[:] += vel
             for k in range(2):  # bounce off the borders
                 hit = (pos[:, k] < 0) | (pos[:, k] > size)
                 vel[hit, k] *= -1
@@ -67,11 +61,33 @@ def make_haystack_video(path: str | Path, num_frames: int = 600, size: int = 64,
                 else:
                     m = (xx - pos[s, 0]) ** 2 + (yy - pos[s, 1]) ** 2 < radius[s] ** 2
                 img[m] = color[s]
-            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+            yield img
+
+    tmp = path.with_suffix(".tmp.mp4")
+    write_video(tmp, frames(), fps)
+    tmp.replace(path)  # atomic: a half-written cache file is never picked up
+    return path
+
+
+def write_video(path: str | Path, frames, fps: int = 8) -> Path:
+    """Encode uint8 RGB frames (an iterable of (H, W, 3), H and W even) as H.264 (crf 18) with PyAV."""
+    import av
+
+    path = Path(path)
+    with av.open(str(path), "w") as container:
+        stream = None
+        for img in frames:
+            if stream is None:
+                stream = container.add_stream("libx264", rate=fps)
+                stream.height, stream.width = img.shape[:2]
+                stream.pix_fmt = "yuv420p"
+                stream.options = {"crf": "18"}
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")):
                 container.mux(packet)
+        if stream is None:
+            raise ValueError(f"{path}: no frames to write")
         for packet in stream.encode():
             container.mux(packet)
-    tmp.replace(path)  # atomic: a half-written cache file is never picked up
     return path
 
 

@@ -104,3 +104,30 @@ def test_preprocess_resizes_short_side_and_centre_crops():
     torch.testing.assert_close(x[0, :, 16, 16], white, atol=1e-3, rtol=0)
     with pytest.raises(ValueError, match=r"frames must be uint8 \(T, H, W, 3\)"):
         preprocess_frames(torch.zeros(2, 3, 32, 32), 32)
+
+
+def test_longva_7b_config_has_the_published_parameter_count_on_the_meta_device():
+    import yaml
+
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[3] / "configs" / "longva_7b.yaml"
+    cfg = yaml.safe_load(path.read_text())["model"]["init_args"]["model"]
+    with torch.device("meta"):
+        model = LongVA(LongVAConfig(**cfg))
+    count = sum(p.numel() for p in model.parameters())
+    assert abs(count - 7_935_646_208) <= 0.01 * 7_935_646_208, count  # published: 7,935,646,208
+    assert sum(p.numel() for p in model.mm_projector.parameters()) == 16_522_240
+    assert model.tokens_per_frame == 144
+
+
+def test_module_with_pretrained_takes_the_checkpoint_weights_and_architecture(longva_dir):
+    from zoo.modalities.video import LongVAModule
+
+    root, qwen, _, _ = longva_dir
+    module = LongVAModule(LongVAConfig(v2pe_delta=0.25), pretrained=str(root))
+    assert module.model.config.v2pe_delta == 0.25 and module.model.lm.config.d_model == 48
+    assert module.hparams.zoo_model["config"]["lm"]["d_model"] == 48
+    ids = torch.randint(0, 100, (1, 9))
+    with torch.no_grad():
+        torch.testing.assert_close(module.model.eval()(ids).logits, qwen(ids).logits, atol=1e-4, rtol=1e-4)
