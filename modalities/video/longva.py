@@ -39,7 +39,11 @@ CLIP_L14_336 = dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=
 @dataclass
 class LongVAConfig:
     lm: dict[str, Any] = field(default_factory=dict)  # LMConfig fields
-    vision: dict[str, Any] = field(default_factory=lambda: dict(CLIP_L14_336))  # transformers CLIPVisionConfig fields
+    # vision_tower "clip": ``vision`` holds transformers CLIPVisionConfig fields (LongVA's own tower, loadable from its
+    # checkpoints); "timm": ``vision`` holds timm.create_model kwargs incl. model_name, img_size, patch_size (never
+    # pretrained=True by default: nothing downloads)
+    vision_tower: str = "clip"
+    vision: dict[str, Any] = field(default_factory=lambda: dict(CLIP_L14_336))
     vision_select_layer: int = -2
     projector_type: str = "mlp2x_gelu"
     spatial_pool_stride: int = 2
@@ -47,6 +51,10 @@ class LongVAConfig:
     v2pe_delta: float | None = None  # None: one position per visual token; else V2PE's step δ (e.g. 1/4)
 
     def __post_init__(self):
+        if self.vision_tower not in ("clip", "timm"):
+            raise ValueError(f"LongVAConfig.vision_tower must be 'clip' or 'timm', got {self.vision_tower!r}")
+        if self.vision_tower == "timm" and not {"model_name", "img_size", "patch_size"} <= set(self.vision):
+            raise ValueError("LongVAConfig.vision for a timm tower needs model_name, img_size and patch_size")
         if self.projector_type != "mlp2x_gelu":
             raise ValueError(f"LongVAConfig.projector_type: only 'mlp2x_gelu' is built, got {self.projector_type!r}")
         if self.spatial_pool_mode not in ("average", "max"):
@@ -91,17 +99,25 @@ def preprocess_frames(frames, image_size: int, mean=CLIP_MEAN, std=CLIP_STD) -> 
 class LongVA(nn.Module):
     def __init__(self, config: LongVAConfig):
         super().__init__()
-        from transformers import CLIPVisionConfig, CLIPVisionModel
-
         self.config = config
         self.lm = CausalLM(LMConfig.from_dict(config.lm))
-        self.vision_tower = CLIPVisionModel(CLIPVisionConfig(**config.vision))
-        vh, d = config.vision["hidden_size"], self.lm.config.d_model
+        if config.vision_tower == "clip":
+            from transformers import CLIPVisionConfig, CLIPVisionModel
+
+            self.vision_tower = CLIPVisionModel(CLIPVisionConfig(**config.vision))
+            vh = config.vision["hidden_size"]
+        else:
+            import timm
+
+            kwargs = {k: v for k, v in config.vision.items() if k != "model_name"}
+            self.vision_tower = timm.create_model(config.vision["model_name"], num_classes=0, **kwargs)
+            vh = self.vision_tower.num_features
+        d = self.lm.config.d_model
         self.mm_projector = nn.Sequential(nn.Linear(vh, d), nn.GELU(), nn.Linear(d, d))
 
     @property
     def image_size(self) -> int:
-        return self.config.vision["image_size"]
+        return self.config.vision["image_size" if self.config.vision_tower == "clip" else "img_size"]
 
     @property
     def tokens_per_frame(self) -> int:
@@ -109,9 +125,20 @@ class LongVA(nn.Module):
         return math.ceil(grid / self.config.spatial_pool_stride) ** 2
 
     def vision_features(self, pixel_values: Tensor) -> Tensor:
-        """(T, 3, S, S) → CLIP hidden states of the selected layer without CLS, (T, g·g, vision hidden)."""
-        out = self.vision_tower(pixel_values=pixel_values, output_hidden_states=True)
-        return out.hidden_states[self.config.vision_select_layer][:, 1:]
+        """(T, 3, S, S) → hidden states of the selected layer without CLS / prefix tokens, (T, g·g, vision hidden).
+
+        CLIP's hidden_states[k] is the input of block k (hidden_states[0] the embeddings), so layer −2 is the output
+        of the second-to-last block; for timm the same block is picked from forward_intermediates."""
+        if self.config.vision_tower == "clip":
+            out = self.vision_tower(pixel_values=pixel_values, output_hidden_states=True)
+            return out.hidden_states[self.config.vision_select_layer][:, 1:]
+        n_blocks = len(self.vision_tower.blocks)
+        index = n_blocks + 1 + self.config.vision_select_layer if self.config.vision_select_layer < 0 \
+            else self.config.vision_select_layer
+        if index == 0 or not 0 < index <= n_blocks:
+            raise ValueError(f"vision_select_layer {self.config.vision_select_layer} selects no block of {n_blocks}")
+        return self.vision_tower.forward_intermediates(pixel_values, indices=[index - 1], norm=False,
+                                                       output_fmt="NLC", intermediates_only=True)[0]
 
     def encode_frames(self, pixel_values: Tensor) -> Tensor:
         """(T, 3, S, S) → (T, tokens_per_frame, d_model): features → projector → 2-D pooling of the patch grid."""

@@ -131,3 +131,20 @@ def test_module_with_pretrained_takes_the_checkpoint_weights_and_architecture(lo
     ids = torch.randint(0, 100, (1, 9))
     with torch.no_grad():
         torch.testing.assert_close(module.model.eval()(ids).logits, qwen(ids).logits, atol=1e-4, rtol=1e-4)
+
+
+def test_timm_tower_takes_the_same_layer_as_clip_second_to_last_block_without_prefix_tokens():
+    pytest.importorskip("timm")
+    cfg = LongVAConfig(lm=dict(vocab_size=260, d_model=32, n_layer=1, n_head=2), vision_tower="timm",
+                       vision=dict(model_name="vit_tiny_patch16_224", img_size=32, patch_size=8, depth=3))
+    model = LongVA(cfg).eval()
+    x = torch.randn(2, 3, 32, 32)
+    tower = model.vision_tower
+    with torch.no_grad():
+        h = tower.norm_pre(tower.patch_drop(tower._pos_embed(tower.patch_embed(x))))
+        for block in tower.blocks[:2]:  # depth 3: layer −2 is the output of block 2
+            h = block(h)
+        torch.testing.assert_close(model.vision_features(x), h[:, tower.num_prefix_tokens:], atol=1e-6, rtol=1e-6)
+        assert model.encode_frames(x).shape == (2, 4, 32)
+    with pytest.raises(ValueError, match="timm tower needs model_name, img_size and patch_size"):
+        LongVAConfig(vision_tower="timm", vision=dict(model_name="vit_tiny_patch16_224"))
