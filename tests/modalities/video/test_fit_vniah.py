@@ -1,4 +1,4 @@
-"""`python -m zoo.fit --config configs/longva.yaml` shrunk to 4 frames (half a minute) learns V-NIAH; the checkpoint
+"""`python -m zoo.fit --config configs/longva.yaml` shrunk to 4 frames and 800 steps (under a minute) learns V-NIAH; the checkpoint
 loads with zoo.load_pretrained and `python -m zoo.eval vniah` writes its table as JSON and a heatmap."""
 
 import json
@@ -24,7 +24,7 @@ def trained(tmp_path_factory):
     os.environ["ZOO_CACHE"] = str(root / "cache")  # the haystack is written here, not in the user's cache
     try:
         cli = fit_main(["--config", str(CONFIGS / "longva.yaml"), "--trainer.default_root_dir", str(root),
-                        "--trainer.max_steps", "500", "--trainer.val_check_interval", "250",
+                        "--trainer.max_steps", "800", "--trainer.val_check_interval", "400",
                         "--data.init_args.num_frames", "4", "--model.init_args.warmup_steps", "20",
                         "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"])
         yield root, cli
