@@ -229,8 +229,9 @@ class LongVA(nn.Module):
     @classmethod
     def from_hf(cls, hf_config: dict, *, source: Path | None = None, **overrides) -> LongVA:
         """A LongVA / LLaVA-Qwen config.json → this model. The vision tower's shape comes from ``mm_vision_tower``:
-        a local directory with a CLIP config.json (its ``vision_config`` if nested), or the ViT-L/14-336 shape for
-        ``openai/clip-vit-large-patch14-336``; ``source`` resolves relative directory names."""
+        a local directory with a CLIP config.json (its ``vision_config`` if nested), the ViT-L/14-336 shape for
+        ``openai/clip-vit-large-patch14-336`` (no download), or another hub id's config.json (downloaded only then);
+        ``source`` resolves relative directory names."""
         tower = hf_config.get("mm_vision_tower")
         if not tower:
             raise ValueError("config.json has no mm_vision_tower: not a LLaVA/LongVA checkpoint")
@@ -279,9 +280,12 @@ def _clip_config(tower: str, source: Path | None) -> dict:
                 "patch_size", "projection_dim", "hidden_act", "layer_norm_eps", "num_channels")
         return {k: cfg[k] for k in keys if k in cfg}
     if tower.rstrip("/").endswith("clip-vit-large-patch14-336"):
-        return dict(CLIP_L14_336)
-    raise ValueError(f"mm_vision_tower {tower!r}: not a directory with a CLIP config.json, and not the known "
-                     "openai/clip-vit-large-patch14-336")
+        return dict(CLIP_L14_336)  # LongVA's own tower: known shape, no download
+    if tower.count("/") == 1 and not tower.startswith((".", "/", "~")):  # another hub id: read its config (online)
+        from huggingface_hub import hf_hub_download
+
+        return _clip_config(str(Path(hf_hub_download(tower, "config.json")).parent), None)
+    raise ValueError(f"mm_vision_tower {tower!r}: not a directory with a CLIP config.json, nor an 'org/name' hub id")
 
 
 ARCHITECTURES.register("longva")(LongVA)

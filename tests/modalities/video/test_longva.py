@@ -148,3 +148,13 @@ def test_timm_tower_takes_the_same_layer_as_clip_second_to_last_block_without_pr
         assert model.encode_frames(x).shape == (2, 4, 32)
     with pytest.raises(ValueError, match="timm tower needs model_name, img_size and patch_size"):
         LongVAConfig(vision_tower="timm", vision=dict(model_name="vit_tiny_patch16_224"))
+
+
+def test_mm_vision_tower_errors_name_the_tower(tmp_path):
+    from zoo.modalities.video.longva import _clip_config
+
+    assert _clip_config("openai/clip-vit-large-patch14-336", None)["image_size"] == 336  # known: no download
+    with pytest.raises(ValueError, match="mm_vision_tower './nowhere': not a directory with a CLIP config.json"):
+        _clip_config("./nowhere", tmp_path)
+    with pytest.raises(ValueError, match="config.json has no mm_vision_tower"):
+        LongVA.from_hf({"model_type": "llava_qwen"})
