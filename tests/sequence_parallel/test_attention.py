@@ -1,5 +1,6 @@
-"""Ring attention on 2 and 4 gloo processes equals single-process attention (outputs and q/k/v gradients, fp32,
-1e-5): causal and bidirectional, zigzag and contiguous sharding, GQA, packed documents, a length that needs padding."""
+"""Ring, Ulysses and 2-D hybrid attention on 2 and 4 gloo processes equal single-process attention (outputs and
+q/k/v gradients, fp32, 1e-5): causal and bidirectional, zigzag and contiguous sharding, GQA / MQA with fewer KV heads
+than ranks, packed documents, a length that needs padding. The shards come from the helpers training uses."""
 
 import pytest
 import torch
@@ -9,6 +10,7 @@ from zoo.kernels.attention import attention_ref
 from zoo.sequence_parallel.ring import ring_attention
 from zoo.sequence_parallel.sharding import gather, pad_length, shard, shard_indices
 from zoo.sequence_parallel.testing import run_distributed
+from zoo.sequence_parallel.ulysses import hybrid_attention, ulysses_attention
 
 TOL = dict(atol=1e-5, rtol=1e-5)
 
@@ -23,7 +25,7 @@ def _case(n, hq, hkv, packed, seed=0):
     return q, k, v, seg
 
 
-def _check_ring(rank, world, n, hq, hkv, causal, packed, mode):
+def _check(rank, world, n, hq, hkv, causal, packed, mode, kind):
     q, k, v, seg = _case(n, hq, hkv, packed)
     dout = torch.randn(q.shape, generator=torch.Generator().manual_seed(1))
     pad = pad_length(n, world, mode)
@@ -40,13 +42,23 @@ def _check_ring(rank, world, n, hq, hkv, causal, packed, mode):
     lq, lk, lv = (shard(t, world, rank, dim=2, mode=mode).requires_grad_() for t in (q, k, v))
     lseg = shard(seg, world, rank, dim=1, mode=mode) if seg is not None else None
     pos = shard_indices(total, world, rank, mode)
-    out = ring_attention(lq, lk, lv, pos, lseg, causal=causal)
+    if kind == "ring":
+        out = ring_attention(lq, lk, lv, pos, lseg, causal=causal)
+    elif kind == "ulysses":
+        out = ulysses_attention(lq, lk, lv, pos, lseg, causal=causal)
+    else:  # 2 × 2 mesh: Ulysses inside pairs of ranks, ring across the pairs
+        from torch.distributed.device_mesh import init_device_mesh
+
+        mesh = init_device_mesh("cpu", (2, world // 2), mesh_dim_names=("ring", "ulysses"))
+        out = hybrid_attention(lq, lk, lv, pos, lseg, causal=causal, ulysses_group=mesh.get_group("ulysses"),
+                               ring_group=mesh.get_group("ring"))
     out.backward(shard(dout, world, rank, dim=2, mode=mode))
     for name, got, ref in [("out", out, want), ("dq", lq.grad, want_q.grad), ("dk", lk.grad, want_k.grad),
                            ("dv", lv.grad, want_v.grad)]:
         full = gather(got.detach().transpose(1, 2).contiguous(), dim=1, mode=mode).transpose(1, 2)
         torch.testing.assert_close(full[:, :, :n], ref.detach()[:, :, :n], **TOL,
-                                   msg=lambda m, name=name: f"rank {rank}/{world} {name}: {m}")
+                                   msg=lambda m, name=name: f"{kind}, causal={causal}, packed={packed}, {mode}, Hq={hq}, "
+                                   f"Hkv={hkv}, N={n}, rank {rank}/{world} {name}: {m}")
 
 
 def _mask(causal, seg):
@@ -55,15 +67,32 @@ def _mask(causal, seg):
     return make_mask(causal=causal, segment_ids=seg)
 
 
-@pytest.mark.parametrize("world", [2, 4])
-@pytest.mark.parametrize("causal, packed, mode, hq, hkv, n", [
+CASES = [
     (True, False, "zigzag", 4, 2, 64),       # GQA, causal, balanced sharding
     (False, False, "contiguous", 4, 4, 48),  # bidirectional
-    (True, True, "zigzag", 4, 1, 72),        # packed documents, MQA
-    (True, False, "zigzag", 2, 2, 37),       # odd length: padded to a multiple of 2P
-])
-def test_ring_attention_equals_full_attention(world, causal, packed, mode, hq, hkv, n):
-    run_distributed(_check_ring, world, n, hq, hkv, causal, packed, mode)
+    (True, True, "zigzag", 4, 1, 72),        # packed documents, MQA (fewer KV heads than ranks)
+    (True, False, "zigzag", 4, 2, 37),       # odd length: padded to a multiple of 2P
+]
+
+
+def _check_all(rank, world, kind):
+    # every case in one process group: spawning processes costs seconds, the cases milliseconds
+    for causal, packed, mode, hq, hkv, n in CASES:
+        _check(rank, world, n, hq, hkv, causal, packed, mode, kind)
+
+
+@pytest.mark.parametrize("world", [2, 4])
+def test_ring_attention_equals_full_attention(world):
+    run_distributed(_check_all, world, "ring")
+
+
+@pytest.mark.parametrize("world", [2, 4])
+def test_ulysses_attention_equals_full_attention(world):
+    run_distributed(_check_all, world, "ulysses")
+
+
+def test_hybrid_2x2_attention_equals_full_attention():
+    run_distributed(_check_all, 4, "hybrid")
 
 
 def test_sharding_round_trips_and_zigzag_balances_causal_work():
