@@ -29,10 +29,11 @@ def ring_pass(tensors: list[Tensor], group=None) -> list[Tensor]:
     rank = dist.get_rank(group)
     nxt = dist.get_global_rank(group, (rank + 1) % world) if group is not None else (rank + 1) % world
     prv = dist.get_global_rank(group, (rank - 1) % world) if group is not None else (rank - 1) % world
+    tensors = [t.contiguous() for t in tensors]  # gloo sends and receives dense buffers only
     received = [torch.empty_like(t) for t in tensors]
     ops = []
     for t, r in zip(tensors, received):
-        ops.append(dist.P2POp(dist.isend, t.contiguous(), nxt, group))
+        ops.append(dist.P2POp(dist.isend, t, nxt, group))
         ops.append(dist.P2POp(dist.irecv, r, prv, group))
     for req in dist.batch_isend_irecv(ops):
         req.wait()

@@ -139,12 +139,15 @@ class CausalLM(nn.Module):
         labels: Tensor | None = None,
         cache: KVCache | None = None,
         rope_cos_scale: Tensor | None = None,
+        sequence_parallel=None,
     ) -> LMOutput:
         """input_ids ``(B, N)`` (or inputs_embeds ``(B, N, d_model)``) → logits ``(B, N, vocab)``.
 
         segment_ids ``(B, N)``: packed documents that must not see each other; positions restart in each document
         unless position_ids are given. position_ids may be float and ``(B, N)`` or ``(B, N, head_dim/2)``.
         labels ``(B, N)``: next-token loss (shifted here; -100 is ignored).
+        sequence_parallel: a :class:`zoo.sequence_parallel.SequenceParallel` when the inputs are this rank's shard
+        (then give global position_ids, and compute the loss with ``sp_loss`` on pre-shifted labels).
         """
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("give exactly one of input_ids and inputs_embeds")
@@ -163,6 +166,15 @@ class CausalLM(nn.Module):
             cache.segment_ids = kv_segment_ids
         rope = self.rotary(position_ids, rope_cos_scale) if self.rotary is not None else None
         ctx = SeqContext(rope=rope, segment_ids=segment_ids, kv_segment_ids=kv_segment_ids)
+        if sequence_parallel is not None:
+            if labels is not None:
+                raise ValueError("with sequence_parallel, shift labels before sharding and use sp_loss on the logits")
+            if position_ids is None:
+                raise ValueError("with sequence_parallel, pass the global position_ids of this rank's tokens")
+            others = {type(b.mixer).__name__ for b in self.blocks} - {"Attention"}
+            if others:
+                raise ValueError(f"sequence parallelism covers attention layers only; this stack also has {others}")
+            ctx.extra["sequence_parallel"] = sequence_parallel
         for i, block in enumerate(self.blocks):
             x = block(x, ctx, cache.layers[i] if cache is not None else None)
         logits = self.lm_head(self.norm(x))

@@ -59,6 +59,12 @@ class Attention(nn.Module):
                 k = torch.cat((state["k"], k), dim=2)
                 v = torch.cat((state["v"], v), dim=2)
             state["k"], state["v"] = k, v
+        sp = ctx.extra.get("sequence_parallel")
+        if sp is not None:  # the sequence is split over ranks: ring / Ulysses attention over the whole of it
+            if state is not None or self.window is not None or self.sink_logits is not None:
+                raise ValueError("sequence-parallel attention takes no KV cache, window or sink")
+            out = sp.attention(q, k, v, ctx.segment_ids, self.causal)
+            return self.o_proj(out.transpose(1, 2).reshape(b, n, self.n_head * self.head_dim))
         mask = make_mask(
             causal=self.causal,
             segment_ids=ctx.segment_ids,
