@@ -153,13 +153,16 @@ class LongVA(nn.Module):
         return x.flatten(2).transpose(1, 2)
 
     def build_inputs(self, input_ids: Tensor, videos: list[Tensor], labels: Tensor | None = None,
-                     v2pe_delta: float | list[float] | None = None, pad_to: int | None = None):
+                     v2pe_delta: float | list[float] | None = None, pad_to: int | None = None,
+                     frame_features: Tensor | None = None):
         """Splice each placeholder's frame tokens into the text embeddings.
 
         input_ids (B, L) with one ``IMAGE_TOKEN_INDEX`` per video, in reading order; videos: one (T, 3, S, S) per
         placeholder across the batch → inputs_embeds (B, N, d), labels (B, N) or None, position_ids (B, N) float,
         is_visual (B, N). Padding on the right (label -100; it cannot affect earlier tokens under causal attention).
         ``v2pe_delta``: one δ for the batch or one per row (V2PE training draws δ per sample); default the config's.
+        ``frame_features``: (ΣT, tokens_per_frame, d) already encoded frames of all videos in order (MM-SP encodes
+        them spread over ranks); by default the videos are encoded here.
         """
         delta = v2pe_delta if v2pe_delta is not None else self.config.v2pe_delta
         deltas = list(delta) if isinstance(delta, (list, tuple)) else [delta] * input_ids.shape[0]
@@ -169,7 +172,9 @@ class LongVA(nn.Module):
         if n_placeholders != len(videos):
             raise ValueError(f"input_ids hold {n_placeholders} image placeholders but {len(videos)} videos were given")
         # every video's frames through the tower in one batch, then split back per video
-        encoded = self.encode_frames(torch.cat(videos)).split([len(v) for v in videos]) if videos else ()
+        if frame_features is None and videos:
+            frame_features = self.encode_frames(torch.cat(videos))
+        encoded = frame_features.split([len(v) for v in videos]) if videos else ()
         feats = iter([f.flatten(0, 1) for f in encoded])
         embed = self.lm.embed
         rows, row_labels, row_visual = [], [], []
