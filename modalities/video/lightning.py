@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 
 from ..text.lightning import warmup_cosine
 from .longva import IMAGE_TOKEN_INDEX, LongVA, LongVAConfig
-from .vniah import Haystack, VNIAHSet, VNIAHStream, collate, labels_exact_match
+from .vniah import Haystack, VNIAHSet, VNIAHStream, collate, haystack_path, labels_exact_match
 
 
 class LongVAModule(L.LightningModule):
@@ -20,12 +20,22 @@ class LongVAModule(L.LightningModule):
 
     ``v2pe_train_deltas``: with V2PE, each training sample's visual step δ is drawn from this set (V2PE's recipe);
     validation and evaluation use the model config's fixed ``v2pe_delta``.
+
+    ``sequence_parallel`` ("ring", "ulysses" or "hybrid"): train with LongVILA's MM-SP over ``sp_size`` ranks (default:
+    all of them; data parallel over the rest), e.g. ``--trainer.devices 4 --trainer.strategy ddp``. Frames are encoded
+    spread over the SP ranks, the sequence is re-sharded, attention runs ring / Ulysses / hybrid (``hybrid_mesh``
+    = [ring, ulysses] sizes). Validation runs unsharded on every rank.
     """
 
     def __init__(self, model: LongVAConfig, lr: float = 1e-3, weight_decay: float = 0.05, warmup_steps: int = 50,
                  min_lr_ratio: float = 0.1, v2pe_train_deltas: list[float] | None = None,
-                 pretrained: str | None = None):
+                 pretrained: str | None = None, sequence_parallel: str | None = None, sp_size: int | None = None,
+                 hybrid_mesh: list[int] | None = None):
         super().__init__()
+        if sequence_parallel not in (None, "ring", "ulysses", "hybrid"):
+            raise ValueError(f"sequence_parallel must be ring, ulysses, hybrid or null, got {sequence_parallel!r}")
+        if sequence_parallel == "hybrid" and (not hybrid_mesh or len(hybrid_mesh) != 2):
+            raise ValueError("sequence_parallel: hybrid needs hybrid_mesh: [ring_size, ulysses_size]")
         loaded = None
         if pretrained:
             # the checkpoint's own config decides the architecture; only V2PE's δ carries over from the YAML
@@ -44,24 +54,90 @@ class LongVAModule(L.LightningModule):
         self.save_hyperparameters(
             {"zoo_model": {"arch": "longva", "config": asdict(model), "prefix": "model."}, "lr": lr,
              "weight_decay": weight_decay, "warmup_steps": warmup_steps, "min_lr_ratio": min_lr_ratio,
-             "v2pe_train_deltas": list(v2pe_train_deltas) if v2pe_train_deltas else None}
+             "v2pe_train_deltas": list(v2pe_train_deltas) if v2pe_train_deltas else None,
+             "sequence_parallel": sequence_parallel, "sp_size": sp_size,
+             "hybrid_mesh": list(hybrid_mesh) if hybrid_mesh else None}
         )
+        self._sp = None  # (kind, sp group, ulysses group, ring group, sp world), built in setup()
         self.model = loaded.train() if loaded is not None else LongVA(model)
         self._rng = random.Random(0)
+
+    def setup(self, stage: str) -> None:
+        kind = self.hparams.sequence_parallel
+        if kind is None:
+            return
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            raise RuntimeError(f"sequence_parallel={kind!r} needs several processes: run with --trainer.devices N "
+                               "(and --trainer.strategy ddp), or set sequence_parallel: null")
+        world = dist.get_world_size()
+        sp = self.hparams.sp_size or world
+        if world % sp:
+            raise ValueError(f"sp_size {sp} does not divide the {world} processes")
+        ring, uly = self.hparams.hybrid_mesh if kind == "hybrid" else (sp, 1)
+        if ring * uly != sp:
+            raise ValueError(f"hybrid_mesh {ring}×{uly} does not multiply to sp_size {sp}")
+        # groups laid out as a (dp, ring, ulysses) mesh in row-major rank order; every rank creates every group
+        rank = dist.get_rank()
+        mine = {}
+        for dp in range(world // sp):
+            base = dp * sp
+            g = dist.new_group(list(range(base, base + sp)))
+            if base <= rank < base + sp:
+                mine["sp"] = g
+            for r in range(ring):
+                ranks = [base + r * uly + u for u in range(uly)]
+                g = dist.new_group(ranks)
+                if rank in ranks:
+                    mine["ulysses"] = g
+            for u in range(uly):
+                ranks = [base + r * uly + u for r in range(ring)]
+                g = dist.new_group(ranks)
+                if rank in ranks:
+                    mine["ring"] = g
+        if kind == "hybrid":
+            self._sp = (kind, mine["sp"], mine["ulysses"], mine["ring"], sp)
+        else:
+            self._sp = (kind, mine["sp"], None, None, sp)
 
     def training_step(self, batch, batch_idx):
         deltas = self.hparams.v2pe_train_deltas
         delta = [self._rng.choice(deltas) for _ in range(len(batch["videos"]))] if deltas else None
-        out = self.model(batch["input_ids"], batch["videos"], labels=batch["labels"], v2pe_delta=delta)
-        self.log("train/loss", out.loss, prog_bar=True, batch_size=len(batch["videos"]))
-        return out.loss
+        n = len(batch["videos"])
+        if self._sp is None:
+            out = self.model(batch["input_ids"], batch["videos"], labels=batch["labels"], v2pe_delta=delta)
+            self.log("train/loss", out.loss, prog_bar=True, batch_size=n)
+            return out.loss
+        from zoo.sequence_parallel import SequenceParallel, sp_loss
+        from zoo.sequence_parallel.mmsp import mmsp_shard
+
+        kind, group, uly, ring, sp_world = self._sp
+        _check_same_batch(batch, group)
+        part = mmsp_shard(self.model, batch["input_ids"], batch["videos"], batch["labels"], group=group,
+                          v2pe_delta=delta)
+        ctx = SequenceParallel(kind, part["indices"], group=group, ulysses_group=uly, ring_group=ring)
+        logits = self.model.lm(inputs_embeds=part["inputs_embeds"], position_ids=part["position_ids"],
+                               segment_ids=part["segment_ids"], sequence_parallel=ctx).logits
+        loss = sp_loss(logits, part["shifted_labels"], group=group)  # this rank's share of the SP group's loss
+        total = loss.detach().clone()
+        torch.distributed.all_reduce(total, group=group)
+        self.log("train/loss", total, prog_bar=True, batch_size=n, sync_dist=True)
+        # DDP averages gradients over all ranks; the SP group's gradient is the *sum* of its ranks' gradients
+        return loss * sp_world
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        norm = torch.sqrt(sum((p.grad.float() ** 2).sum() for p in self.parameters() if p.grad is not None))
+        self.log("train/grad_norm", norm)
 
     def validation_step(self, batch, batch_idx):
         out = self.model(batch["input_ids"], batch["videos"], labels=batch["labels"])
         n = len(batch["videos"])
-        self.log("val/loss", out.loss, prog_bar=True, batch_size=n)
+        # sync_dist: under DDP each rank validates its own part of the set; the logged figures cover all of it
+        self.log("val/loss", out.loss, prog_bar=True, batch_size=n, sync_dist=True)
         expanded = expanded_labels(self.model, batch)
-        self.log("val/vniah_acc", labels_exact_match(out.logits, expanded).mean(), prog_bar=True, batch_size=n)
+        self.log("val/vniah_acc", labels_exact_match(out.logits, expanded).mean(), prog_bar=True, batch_size=n,
+                 sync_dist=True)
 
     def configure_optimizers(self):
         hp = self.hparams
@@ -74,6 +150,19 @@ class LongVAModule(L.LightningModule):
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, hp.warmup_steps, total,
                                                                                 hp.min_lr_ratio))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def _check_same_batch(batch: dict, group) -> None:
+    """Sequence-parallel ranks must hold the same batch; a data module that gives each rank its own is an error."""
+    import torch.distributed as dist
+
+    key = torch.stack([batch["input_ids"].double().sum(), batch["labels"].double().sum(),
+                       sum(v.double().sum() for v in batch["videos"])])
+    keys = [torch.empty_like(key) for _ in range(dist.get_world_size(group))]
+    dist.all_gather(keys, key, group=group)
+    if any(not torch.equal(k, key) for k in keys):
+        raise RuntimeError("sequence-parallel ranks received different batches: give the data module sp_group_size equal "
+                           "to the model's sp_size (e.g. --data.init_args.sp_group_size 4)")
 
 
 def expanded_labels(model: LongVA, batch: dict) -> torch.Tensor:
@@ -91,14 +180,21 @@ def expanded_labels(model: LongVA, batch: dict) -> torch.Tensor:
 
 class VNIAHDataModule(L.LightningDataModule):
     """Synthetic V-NIAH at ``num_frames`` frames per sample (haystack cached as a real video; see vniah.py), or the
-    user's own ``haystack_video`` / ``needle_image`` + ``needle_answer``."""
+    user's own ``haystack_video`` / ``needle_image`` + ``needle_answer``. ``sp_group_size``: ranks per sequence-parallel
+    group (they get the same batches; with the default 1 every rank gets its own)."""
 
     def __init__(self, image_size: int = 32, num_frames: int = 16, batch_size: int = 16, val_per_depth: int = 8,
                  haystack_video: str | None = None, needle_image: str | None = None, needle_answer: str | None = None,
-                 seed: int = 0):
+                 seed: int = 0, sp_group_size: int = 1):
         super().__init__()
         self.save_hyperparameters()
         self._haystack: Haystack | None = None
+
+    def prepare_data(self) -> None:
+        # Lightning calls this on one process per node before the others read: the cached haystack is written once,
+        # so every rank decodes the same file (concurrent encodes need not be bit-identical)
+        if not self.hparams.haystack_video:
+            haystack_path()
 
     @property
     def haystack(self) -> Haystack:
@@ -110,8 +206,10 @@ class VNIAHDataModule(L.LightningDataModule):
 
     def train_dataloader(self):
         hp = self.hparams
-        return DataLoader(VNIAHStream(self.haystack, hp.num_frames, hp.seed), batch_size=hp.batch_size,
-                          collate_fn=collate)
+        # the ranks of one sequence-parallel group must see the same batch; data-parallel groups different ones
+        dp_rank = (self.trainer.global_rank if self.trainer is not None else 0) // max(1, hp.sp_group_size)
+        return DataLoader(VNIAHStream(self.haystack, hp.num_frames, hp.seed + 1000 * dp_rank),
+                          batch_size=hp.batch_size, collate_fn=collate)
 
     def val_dataloader(self):
         hp = self.hparams

@@ -63,7 +63,7 @@ def make_haystack_video(path: str | Path, num_frames: int = 600, size: int = 64,
                 img[m] = color[s]
             yield img
 
-    tmp = path.with_suffix(".tmp.mp4")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.mp4")  # per process: DDP ranks may all write the cache at once
     write_video(tmp, frames(), fps)
     tmp.replace(path)  # atomic: a half-written cache file is never picked up
     return path
@@ -81,7 +81,7 @@ def write_video(path: str | Path, frames, fps: int = 8) -> Path:
                 stream = container.add_stream("libx264", rate=fps)
                 stream.height, stream.width = img.shape[:2]
                 stream.pix_fmt = "yuv420p"
-                stream.options = {"crf": "18"}
+                stream.options = {"crf": "18", "threads": "1"}  # one thread: the same bytes on every run
             for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")):
                 container.mux(packet)
         if stream is None:
