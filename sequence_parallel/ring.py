@@ -54,16 +54,15 @@ class _RingAttention(torch.autograd.Function):
         has_seg = segment_ids is not None
         seg = segment_ids if has_seg else positions.new_zeros(q.shape[0], q.shape[2])
         blk = [k, v, positions, seg]
-        outs, lses = [], []
+        out = lse = None
         for step in range(world):
             nxt = ring_pass(blk, group) if step < world - 1 else None
-            o, lse = _partial(q, blk[0], blk[1], positions, blk[2], seg if has_seg else None,
+            o, l_s = _partial(q, blk[0], blk[1], positions, blk[2], seg if has_seg else None,
                               blk[3] if has_seg else None, causal)
-            outs.append(o)
-            lses.append(lse)
+            # merge as we go: one running (out, lse) instead of P partial outputs (which would be O(N) per rank)
+            out, lse = (o, l_s) if out is None else merge_attention_partials([out, o], [lse, l_s])
             if nxt is not None:
                 blk = nxt
-        out, lse = merge_attention_partials(outs, lses)
         ctx.save_for_backward(q, k, v, positions, seg, out, lse)
         ctx.causal, ctx.group, ctx.has_seg = causal, group, has_seg
         return out
