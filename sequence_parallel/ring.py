@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from zoo.kernels.attention import attention, make_mask, merge_attention_partials
+from zoo.kernels.attention import attention_chunked, make_mask, merge_attention_partials
 
 
 def ring_pass(tensors: list[Tensor], group=None) -> list[Tensor]:
@@ -40,11 +40,14 @@ def ring_pass(tensors: list[Tensor], group=None) -> list[Tensor]:
     return received
 
 
+PARTIAL_BLOCK = 256  # tiles of the per-block partials: the kernel's fixed workspace is ~3x smaller than at 512
+
+
 def _partial(q, k, v, q_pos, k_pos, q_seg, k_seg, causal):
     """Attention of the local queries to one key block, masked by global positions → (out, lse)."""
     mask_mod = (lambda qi, ki: q_pos[qi] >= k_pos[ki]) if causal else None  # noqa: E731  (local index → global)
     mask = make_mask(segment_ids=q_seg, kv_segment_ids=k_seg, mask_mod=mask_mod, n_q=q.shape[2], n_k=k.shape[2])
-    return attention(q, k, v, mask=mask, return_lse=True, backend="chunked")
+    return attention_chunked(q, k, v, mask, None, PARTIAL_BLOCK, PARTIAL_BLOCK)
 
 
 class _RingAttention(torch.autograd.Function):
@@ -75,18 +78,23 @@ class _RingAttention(torch.autograd.Function):
         dq = torch.zeros_like(q, dtype=torch.float32)
         blk = [k, v, positions, seg, torch.zeros_like(k, dtype=torch.float32), torch.zeros_like(v, dtype=torch.float32)]
         safe_lse = lse.masked_fill(torch.isinf(lse), float("inf"))  # rows with no key anywhere: weight 0
+        dout_f = dout.float()
+        d_out_dot_out = torch.einsum("bhnd,bhnd->bhn", dout_f, out.float())  # once, not a full-size temporary per step
         for step in range(world):
             k_blk, v_blk, pos_blk, seg_blk, dk_blk, dv_blk = blk
             with torch.enable_grad():
                 qg, kg, vg = (t.detach().requires_grad_() for t in (q, k_blk, v_blk))
                 o_s, lse_s = _partial(qg, kg, vg, positions, pos_blk, seg if has_seg else None,
                                       seg_blk if has_seg else None, causal)
-                w = torch.exp(lse_s - safe_lse)  # this block's share of each query's softmax mass
-                g_out = (w[..., None] * dout.float()).to(o_s.dtype)
-                g_lse = w * (dout.float() * (o_s.float() - out.float())).sum(-1)
+                w = torch.exp(lse_s.detach() - safe_lse)  # this block's share of each query's softmax mass
+                g_out = (w[..., None] * dout_f).to(o_s.dtype)
+                g_lse = w * (torch.einsum("bhnd,bhnd->bhn", dout_f, o_s.detach().float()) - d_out_dot_out)
                 gq, gk, gv = torch.autograd.grad((o_s, lse_s), (qg, kg, vg), (g_out, g_lse))
-            dq += gq
-            blk = [k_blk, v_blk, pos_blk, seg_blk, dk_blk + gk, dv_blk + gv]
+            del o_s, lse_s, g_out, qg, kg, vg
+            dq.add_(gq)
+            dk_blk.add_(gk)  # the accumulators are this rank's own buffers (fresh from the last hop)
+            dv_blk.add_(gv)
+            del gq, gk, gv
             if step < world - 1:
                 blk = ring_pass(blk, group)
         # one more hop brings every block's dk/dv home (P hops in all)

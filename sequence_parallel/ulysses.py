@@ -24,9 +24,9 @@ import torch.distributed as dist
 from torch import Tensor
 from torch.distributed.nn.functional import all_to_all_single
 
-from zoo.kernels.attention import attention
+from zoo.kernels.attention import attention, attention_chunked, make_mask
 
-from .ring import ring_attention
+from .ring import PARTIAL_BLOCK, ring_attention
 
 
 def _all_gather(x: Tensor, group) -> Tensor:
@@ -83,7 +83,11 @@ def hybrid_attention(q: Tensor, k: Tensor, v: Tensor, positions: Tensor, segment
         out = ring_attention(qh, kh, vh, pos, seg, causal=causal, group=ring_group)
     else:
         mask_mod = (lambda qi, ki: pos[qi] >= pos[ki]) if causal else None  # noqa: E731 (local index → global)
-        out = attention(qh, kh, vh, segment_ids=seg, mask_mod=mask_mod)
+        if mask_mod is None and seg is None:
+            out = attention(qh, kh, vh)  # nothing masked: SDPA's fused kernel
+        else:  # global-position masks go tile by tile, with the ring's smaller tiles (less fixed workspace)
+            out = attention_chunked(qh, kh, vh, make_mask(segment_ids=seg, mask_mod=mask_mod), None,
+                                    PARTIAL_BLOCK, PARTIAL_BLOCK)[0]
     return heads_to_seq(out, ulysses_group)
 
 
