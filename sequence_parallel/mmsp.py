@@ -17,7 +17,7 @@ import torch.distributed as dist
 from torch import Tensor
 from torch.distributed.nn.functional import all_gather
 
-from .sharding import pad_length, shard_indices, shift_labels
+from .sharding import shard_sequence, shift_labels
 
 
 def encode_frames_spread(model, videos: list[Tensor], group=None) -> Tensor:
@@ -38,15 +38,7 @@ def mmsp_shard(model, input_ids: Tensor, videos: list[Tensor], labels: Tensor, g
     feats = encode_frames_spread(model, videos, group)
     embeds, full_labels, positions, _ = model.build_inputs(input_ids, videos, labels, v2pe_delta,
                                                            frame_features=feats)
-    b, n, d = embeds.shape
-    shifted = shift_labels(full_labels)
-    segments = torch.zeros(b, n, dtype=torch.long, device=embeds.device)
-    pad = pad_length(n, world, mode)
-    if pad:
-        embeds = torch.cat((embeds, embeds.new_zeros(b, pad, d)), 1)
-        shifted = torch.cat((shifted, shifted.new_full((b, pad), -100)), 1)
-        positions = torch.cat((positions, positions[:, -1:] + 1 + torch.arange(pad, device=embeds.device)), 1)
-        segments = torch.cat((segments, segments.new_full((b, pad), -1)), 1)
-    idx = shard_indices(n + pad, world, rank, mode, embeds.device)
-    return {"inputs_embeds": embeds[:, idx], "shifted_labels": shifted[:, idx], "position_ids": positions[:, idx],
-            "segment_ids": segments[:, idx], "indices": idx}
+    segments = torch.zeros(embeds.shape[:2], dtype=torch.long, device=embeds.device)
+    part = shard_sequence(embeds, shift_labels(full_labels), positions, segments, world, rank, mode)
+    part["inputs_embeds"] = part.pop("tokens")
+    return part

@@ -93,13 +93,22 @@ def shard_batch(batch: dict[str, Tensor], world: int, rank: int, mode: str = "zi
         else positions.float()
     segments = batch.get("segment_ids")
     segments = torch.zeros_like(ids) if segments is None else segments
-    shifted = shift_labels(labels)
+    part = shard_sequence(ids, shift_labels(labels), positions, segments, world, rank, mode, pad_id)
+    part["input_ids"] = part.pop("tokens")
+    return part
+
+
+def shard_sequence(tokens: Tensor, shifted_labels: Tensor, positions: Tensor, segments: Tensor, world: int, rank: int,
+                   mode: str = "zigzag", pad_value: float = 0) -> dict:
+    """Pad (B, N) ids or (B, N, d) embeddings with their labels, positions and segments to an even split, and return
+    this rank's part: tokens, shifted_labels, position_ids, segment_ids and the global ``indices``."""
+    b, n = tokens.shape[:2]
     pad = pad_length(n, world, mode)
     if pad:
-        ids = torch.cat((ids, ids.new_full((b, pad), pad_id)), 1)
-        shifted = torch.cat((shifted, shifted.new_full((b, pad), -100)), 1)
-        positions = torch.cat((positions, positions[:, -1:] + 1 + torch.arange(pad, device=ids.device)), 1)
-        segments = torch.cat((segments, segments.new_full((b, pad), -1)), 1)
-    idx = shard_indices(n + pad, world, rank, mode, ids.device)
-    return {"input_ids": ids[:, idx], "shifted_labels": shifted[:, idx], "position_ids": positions[:, idx],
+        tokens = torch.cat((tokens, tokens.new_full((b, pad, *tokens.shape[2:]), pad_value)), 1)
+        shifted_labels = torch.cat((shifted_labels, shifted_labels.new_full((b, pad), -100)), 1)
+        positions = torch.cat((positions, positions[:, -1:] + 1 + torch.arange(pad, device=tokens.device)), 1)
+        segments = torch.cat((segments, segments.new_full((b, pad), -1)), 1)  # padding attends only to padding
+    idx = shard_indices(n + pad, world, rank, mode, tokens.device)
+    return {"tokens": tokens[:, idx], "shifted_labels": shifted_labels[:, idx], "position_ids": positions[:, idx],
             "segment_ids": segments[:, idx], "indices": idx}
