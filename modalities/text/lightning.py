@@ -21,6 +21,21 @@ def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_ratio: flo
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def adamw_warmup_cosine(module: L.LightningModule, lr: float, weight_decay: float, betas: tuple[float, float],
+                        warmup_steps: int, min_lr_ratio: float, decay_1d: bool = False) -> dict:
+    """AdamW (1-D parameters exempt from weight decay unless ``decay_1d``) with a per-step warm-up + cosine schedule
+    to ``trainer.max_steps`` (10,000 when configured outside a Trainer or without max_steps)."""
+    params = list(module.parameters())
+    decay = [p for p in params if p.dim() >= 2 or decay_1d]
+    no_decay = [p for p in params if p.dim() < 2 and not decay_1d]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=betas)
+    trainer = module._trainer
+    total = trainer.max_steps if trainer is not None and trainer.max_steps > 0 else 10_000
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, warmup_steps, total, min_lr_ratio))
+    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
 class LMModule(L.LightningModule):
     """Next-token training of a causal LM; validation reports loss and passkey exact match when the batch has one."""
 
@@ -63,19 +78,8 @@ class LMModule(L.LightningModule):
         hp = self.hparams
         # the usual recipe exempts 1-D parameters (norm gains, biases) from weight decay; decaying them too is an
         # option because it measurably helps the passkey model extrapolate with YaRN (see configs/lm_passkey.yaml)
-        exempt = not hp.decay_norms_and_biases
-        decay = [p for p in self.model.parameters() if p.dim() >= 2 or not exempt]
-        no_decay = [p for p in self.model.parameters() if p.dim() < 2 and exempt]
-        opt = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=hp.lr, betas=tuple(hp.betas),
-        )
-        trainer = self._trainer  # None when configured outside a Trainer
-        total = trainer.max_steps if trainer is not None and trainer.max_steps > 0 else 10_000
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: warmup_cosine(s, hp.warmup_steps, total, hp.min_lr_ratio)
-        )
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return adamw_warmup_cosine(self, hp.lr, hp.weight_decay, tuple(hp.betas), hp.warmup_steps, hp.min_lr_ratio,
+                                   decay_1d=hp.decay_norms_and_biases)
 
 
 class PasskeyDataModule(L.LightningDataModule):

@@ -122,31 +122,9 @@ class _DecordReader:
             batch_error = _last_line(e)
         # The batch failed. Decord's decoder reads ahead, so which frame it reports failing depends on timing (27 or
         # 28 on tests/data/video/corrupted.mp4); PyAV decodes packet by packet and names the first bad frame
-        # deterministically, so it takes over for this file when installed.
-        try:
-            import av  # noqa: F401
-        except ImportError:
-            pass
-        else:
-            log.info("%s: decord failed mid-stream (%s); decoding frame by frame with PyAV", self.path, batch_error)
-            return _PyAVReader(self.path).read(indices, skip_bad_frames)
-        import decord
-
-        self.vr = decord.VideoReader(str(self.path), num_threads=1)  # a failed batch leaves the old one unusable
-        frames, kept = [], []
-        for i in indices.tolist():
-            try:
-                frames.append(self.vr[i].asnumpy())
-                kept.append(i)
-            except Exception as e:
-                if not skip_bad_frames:
-                    raise VideoDecodeError(f"{self.path}: frame {i} could not be decoded ({_last_line(e)})") from e
-                log.warning("%s: skipping frame %d, which could not be decoded (%s)", self.path, i, _last_line(e))
-        if not frames:
-            raise VideoDecodeError(f"{self.path}: none of the {len(indices)} requested frames could be decoded")
-        if len(kept) == len(indices):  # decoded fine one by one: the batch error was transient
-            log.info("%s: batch decode failed (%s) but every frame decoded alone", self.path, batch_error)
-        return np.stack(frames), np.asarray(kept)
+        # deterministically, so it takes over for this file (and skips bad frames there, if asked).
+        log.info("%s: decord failed mid-stream (%s); decoding frame by frame with PyAV", self.path, batch_error)
+        return _PyAVReader(self.path).read(indices, skip_bad_frames)
 
 
 class _PyAVReader:

@@ -10,7 +10,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from ..text.lightning import warmup_cosine
+from ..text.lightning import adamw_warmup_cosine
 from .longva import IMAGE_TOKEN_INDEX, LongVA, LongVAConfig
 from .vniah import Haystack, VNIAHSet, VNIAHStream, collate, haystack_path, labels_exact_match
 
@@ -141,15 +141,7 @@ class LongVAModule(L.LightningModule):
 
     def configure_optimizers(self):
         hp = self.hparams
-        decay = [p for p in self.model.parameters() if p.dim() >= 2]
-        no_decay = [p for p in self.model.parameters() if p.dim() < 2]
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": hp.weight_decay},
-                                 {"params": no_decay, "weight_decay": 0.0}], lr=hp.lr, betas=(0.9, 0.95))
-        trainer = self._trainer
-        total = trainer.max_steps if trainer is not None and trainer.max_steps > 0 else 10_000
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, hp.warmup_steps, total,
-                                                                                hp.min_lr_ratio))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return adamw_warmup_cosine(self, hp.lr, hp.weight_decay, (0.9, 0.95), hp.warmup_steps, hp.min_lr_ratio)
 
 
 def _check_same_batch(batch: dict, group) -> None:

@@ -252,8 +252,7 @@ class LongVA(nn.Module):
             lm=lm, vision=vision,
             vision_select_layer=hf_config.get("mm_vision_select_layer", -2),
             spatial_pool_stride=hf_config.get("mm_spatial_pool_stride", 2),
-            spatial_pool_mode={"average": "average", "max": "max"}.get(hf_config.get("mm_spatial_pool_mode",
-                                                                                     "average"), "average"),
+            spatial_pool_mode=hf_config.get("mm_spatial_pool_mode", "average"),  # LongVAConfig rejects others
         )
         return cls.from_config_dict(asdict(cfg), **overrides)
 

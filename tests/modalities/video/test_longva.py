@@ -158,3 +158,11 @@ def test_mm_vision_tower_errors_name_the_tower(tmp_path):
         _clip_config("./nowhere", tmp_path)
     with pytest.raises(ValueError, match="config.json has no mm_vision_tower"):
         LongVA.from_hf({"model_type": "llava_qwen"})
+
+
+def test_unknown_pool_mode_in_a_checkpoint_config_is_refused_not_replaced():
+    cfg = {"model_type": "llava_qwen", "mm_vision_tower": "openai/clip-vit-large-patch14-336",
+           "mm_spatial_pool_mode": "bilinear", "vocab_size": 10, "hidden_size": 8, "intermediate_size": 16,
+           "num_hidden_layers": 1, "num_attention_heads": 2}
+    with pytest.raises(ValueError, match="spatial_pool_mode must be 'average' or 'max', got 'bilinear'"):
+        LongVA.from_hf(cfg)
