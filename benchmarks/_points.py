@@ -37,3 +37,27 @@ def run_point(script: str, path: str, seq_len: int, extra: list[str], timeout: i
     last = (res.stderr.strip().splitlines() or ["?"])[-1]
     oom = "memory" in last.lower() or res.returncode in (-9, 137)
     return {"path": path, "seq_len": seq_len, "error": f"out of memory (cap {MEMORY_CAP_GB} GB)" if oom else last[:120]}
+
+
+def run_grid(script: str, lengths: list[int], paths: list[str], extra: list[str], timeout: int) -> list[dict]:
+    """Every (seq_len, path) point in its own process, printed as it finishes; rows with time/peak or an error."""
+    rows = []
+    for n in lengths:
+        for path in paths:
+            row = run_point(script, path, n, extra, timeout)
+            rows.append(row)
+            shown = row.get("error") or f"{row['total_s']:.2f} s, {row['peak_mb']:.0f} MB"
+            print(f"{n:>6} {path:<16} {shown}", flush=True)
+    return rows
+
+
+def print_table(rows: list[dict], lengths: list[int], paths: list[str], numerator: str, denominator: str) -> None:
+    """Markdown table: time / peak per path and length, plus the time ratio numerator ÷ denominator."""
+    print("| seq_len | " + " | ".join(f"{p} time / peak" for p in paths) + f" | {numerator} ÷ {denominator} time |")
+    print("|---" * (len(paths) + 2) + "|")
+    for n in lengths:
+        by = {r["path"]: r for r in rows if r["seq_len"] == n}
+        cells = [by[p].get("error") or f"{by[p]['total_s']:.2f} s / {by[p]['peak_mb']:.0f} MB" for p in paths]
+        a, b = by.get(numerator, {}), by.get(denominator, {})
+        ratio = f"{a['total_s'] / b['total_s']:.2f}×" if "total_s" in a and "total_s" in b else "–"
+        print(f"| {n} | " + " | ".join(cells) + f" | {ratio} |")

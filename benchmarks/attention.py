@@ -18,7 +18,7 @@ import argparse
 import json
 import time
 
-from _points import cap_memory, peak_rss_mb, rss_mb, run_point
+from _points import cap_memory, peak_rss_mb, print_table, rss_mb, run_grid
 
 PATHS = ["sdpa_causal", "sdpa_dense_docs", "chunked_docs", "chunked_causal"]
 
@@ -70,25 +70,11 @@ def main() -> None:
         print(json.dumps(measure(path, int(n), args.heads, args.head_dim)))
         return
     lengths = [int(x) for x in args.lengths.split(",")]
-    rows = []
-    for n in lengths:
-        for path in args.paths.split(","):
-            row = run_point(__file__, path, n, ["--heads", str(args.heads), "--head-dim", str(args.head_dim)],
-                            args.timeout)
-            rows.append(row)
-            shown = row.get("error") or f"{row['total_s']:.2f} s, {row['peak_mb']:.0f} MB"
-            print(f"{n:>6} {path:<16} {shown}", flush=True)
+    paths = args.paths.split(",")
+    rows = run_grid(__file__, lengths, paths, ["--heads", str(args.heads), "--head-dim", str(args.head_dim)],
+                    args.timeout)
     print()
-    print("| seq_len | " + " | ".join(f"{p} time / peak" for p in args.paths.split(",")) + " | chunked_docs ÷ sdpa_causal time |")
-    print("|---" * (len(args.paths.split(",")) + 2) + "|")
-    for n in lengths:
-        cells, by = [], {r["path"]: r for r in rows if r["seq_len"] == n}
-        for path in args.paths.split(","):
-            r = by[path]
-            cells.append(r.get("error") or f"{r['total_s']:.2f} s / {r['peak_mb']:.0f} MB")
-        a, b = by.get("chunked_docs", {}), by.get("sdpa_causal", {})
-        ratio = f"{a['total_s'] / b['total_s']:.2f}×" if "total_s" in a and "total_s" in b else "–"
-        print(f"| {n} | " + " | ".join(cells) + f" | {ratio} |")
+    print_table(rows, lengths, paths, "chunked_docs", "sdpa_causal")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=2)

@@ -20,7 +20,7 @@ import argparse
 import json
 import time
 
-from _points import MEMORY_CAP_GB, cap_memory, peak_rss_mb, rss_mb, run_point
+from _points import MEMORY_CAP_GB, cap_memory, peak_rss_mb, print_table, rss_mb, run_grid
 
 PATHS = ["hsa", "dense_eager", "sdpa_causal"]
 HEADS, GROUPS, HEAD_DIM, RETRIEVAL_DIM, CHUNK, TOP_K = 16, 1, 64, 1024, 64, 8
@@ -73,23 +73,10 @@ def main() -> None:
         return
     lengths = [int(x) for x in args.lengths.split(",")]
     paths = args.paths.split(",")
-    rows = []
-    for n in lengths:
-        for path in paths:
-            row = run_point(__file__, path, n, [], args.timeout)
-            rows.append(row)
-            shown = row.get("error") or f"{row['total_s']:.2f} s, {row['peak_mb']:.0f} MB"
-            print(f"{n:>6} {path:<12} {shown}", flush=True)
+    rows = run_grid(__file__, lengths, paths, [], args.timeout)
     print(f"\nfp32, fwd+bwd, {HEADS} heads × {HEAD_DIM} over {GROUPS} KV group, chunk {CHUNK}, top-{TOP_K}; "
           f"memory cap {MEMORY_CAP_GB} GB\n")
-    print("| seq_len | " + " | ".join(f"{p} time / peak" for p in paths) + " | hsa ÷ sdpa_causal time |")
-    print("|---" * (len(paths) + 2) + "|")
-    for n in lengths:
-        by = {r["path"]: r for r in rows if r["seq_len"] == n}
-        cells = [by[p].get("error") or f"{by[p]['total_s']:.2f} s / {by[p]['peak_mb']:.0f} MB" for p in paths]
-        a, b = by.get("hsa", {}), by.get("sdpa_causal", {})
-        ratio = f"{a['total_s'] / b['total_s']:.2f}×" if "total_s" in a and "total_s" in b else "–"
-        print(f"| {n} | " + " | ".join(cells) + f" | {ratio} |")
+    print_table(rows, lengths, paths, "hsa", "sdpa_causal")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=2)

@@ -12,6 +12,18 @@ from ..positions import apply_rotary
 from ..registry import register_mixer
 
 
+def head_geometry(d_model: int, n_head: int, n_kv_head: int, head_dim: int | None, who: str = "") -> tuple[int, int]:
+    """Check grouped-query head counts and default head_dim to d_model / n_head → (n_kv_head, head_dim).
+    ``who`` prefixes the error messages (e.g. "HSA: ")."""
+    if n_head % n_kv_head:
+        raise ValueError(f"{who}n_head ({n_head}) must be a multiple of n_kv_head ({n_kv_head})")
+    if head_dim is None:
+        if d_model % n_head:
+            raise ValueError(f"{who}d_model ({d_model}) must be divisible by n_head ({n_head}) or give head_dim")
+        head_dim = d_model // n_head
+    return n_kv_head, head_dim
+
+
 @register_mixer("attention")
 class Attention(nn.Module):
     def __init__(
@@ -28,13 +40,7 @@ class Attention(nn.Module):
         backend: str = "auto",
     ):
         super().__init__()
-        n_kv_head = n_kv_head or n_head
-        if n_head % n_kv_head:
-            raise ValueError(f"n_head ({n_head}) must be a multiple of n_kv_head ({n_kv_head})")
-        if head_dim is None:
-            if d_model % n_head:
-                raise ValueError(f"d_model ({d_model}) must be divisible by n_head ({n_head}) or give head_dim")
-            head_dim = d_model // n_head
+        n_kv_head, head_dim = head_geometry(d_model, n_head, n_kv_head or n_head, head_dim)
         if backend not in BACKENDS:
             raise ValueError(f"attention backend must be one of {BACKENDS}, got {backend!r}")
         self.n_head, self.n_kv_head, self.head_dim = n_head, n_kv_head, head_dim

@@ -21,6 +21,7 @@ from zoo.kernels.hsa import WEIGHTINGS, hsa, hsa_ref
 from ..block import Block, SeqContext
 from ..layers import RMSNorm
 from ..registry import register_mixer
+from .attention import head_geometry
 
 BACKENDS = ("blocked", "ref")
 
@@ -70,12 +71,7 @@ class HSA(nn.Module):
         backend: str = "blocked",
     ):
         super().__init__()
-        if n_head % n_kv_head:
-            raise ValueError(f"HSA: n_head ({n_head}) must be a multiple of n_kv_head ({n_kv_head})")
-        if head_dim is None:
-            if d_model % n_head:
-                raise ValueError(f"HSA: d_model ({d_model}) must be divisible by n_head ({n_head}) or give head_dim")
-            head_dim = d_model // n_head
+        n_kv_head, head_dim = head_geometry(d_model, n_head, n_kv_head, head_dim, "HSA: ")
         retrieval_dim = retrieval_dim or d_model
         if retrieval_dim % n_kv_head:
             raise ValueError(f"HSA: retrieval_dim ({retrieval_dim}) must be divisible by n_kv_head ({n_kv_head})")
