@@ -22,7 +22,8 @@ from torch.utils.data import Dataset, IterableDataset
 
 from ..text.tokenizer import ByteTokenizer
 from .frames import read_frames
-from .longva import IMAGE_TOKEN_INDEX, preprocess_frames
+from .longva import preprocess_frames
+from .qa import prompt_ids
 
 log = logging.getLogger(__name__)
 QUESTION = "\nWhich digit is written on the needle frame? Answer: "
@@ -118,7 +119,7 @@ def render_needle(answer: str, size: int = 64, rng: np.random.Generator | None =
 
 def encode_prompt(answer: str) -> tuple[torch.Tensor, torch.Tensor]:
     """input_ids and labels (answer + EOS only) of one V-NIAH question."""
-    q = [TOKENIZER.bos_token_id, IMAGE_TOKEN_INDEX] + TOKENIZER.encode(QUESTION)
+    q = prompt_ids(QUESTION, TOKENIZER)  # the same prompt layout answer() uses at inference
     a = TOKENIZER.encode(answer) + [TOKENIZER.eos_token_id]
     ids = torch.tensor(q + a)
     labels = torch.tensor([-100] * len(q) + a)
