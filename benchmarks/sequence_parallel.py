@@ -6,7 +6,11 @@ peak memory and forward+backward time for ring (contiguous shards), zigzag ring,
 
 1 sequence, 16 heads × 128, fp32, causal. The 1-process row is the same chunked kernel on the whole sequence. Per-rank
 peak memory is the growth of each process's peak RSS over its size just before the call (inputs allocated), the
-largest over ranks; time is the slowest rank's. Every process runs one thread: on this 2-core machine 4 processes
+largest over ranks; time is the slowest rank's. Each point runs twice: once for time with the default allocator, and
+once for memory with glibc's mmap threshold pinned at 1 MB (MALLOC_MMAP_THRESHOLD_), so that every tensor of 1 MB or
+more is returned to the OS when freed and peak RSS is the peak of live tensors, not what glibc's heap kept from freed
+ones (by default its threshold climbs to 32 MB, and freed per-token buffers stay resident, by different amounts for
+different schemes). The pinned pass is slower, which is why time comes from the other. Every process runs one thread: on this 2-core machine 4 processes
 share 2 cores, so times measure the scheme's overheads, not a speed-up; memory is what SP is for here.
 """
 
@@ -56,14 +60,28 @@ def _rank(rank: int, world: int, kind: str, seq_len: int, out_dir: str) -> None:
     Path(out_dir, f"{rank}.json").write_text(json.dumps({"time_s": elapsed, "peak_mb": peak_rss_mb() - base}))
 
 
-def run(kind: str, world: int, seq_len: int) -> dict:
+def _measure(kind: str, world: int, seq_len: int, live_memory: bool) -> list[dict]:
     from zoo.sequence_parallel.testing import run_distributed
 
-    with tempfile.TemporaryDirectory() as tmp:
-        run_distributed(_rank, world, kind, seq_len, tmp, timeout_s=1800)
-        rows = [json.loads(p.read_text()) for p in Path(tmp).glob("*.json")]
-    return {"kind": kind, "world": world, "time_s": max(r["time_s"] for r in rows),
-            "peak_mb": max(r["peak_mb"] for r in rows)}
+    saved = os.environ.get("MALLOC_MMAP_THRESHOLD_")
+    if live_memory:  # read by glibc when each spawned process starts
+        os.environ["MALLOC_MMAP_THRESHOLD_"] = str(2**20)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            run_distributed(_rank, world, kind, seq_len, tmp, timeout_s=1800)
+            return [json.loads(p.read_text()) for p in Path(tmp).glob("*.json")]
+    finally:
+        os.environ.pop("MALLOC_MMAP_THRESHOLD_", None)
+        if saved is not None:
+            os.environ["MALLOC_MMAP_THRESHOLD_"] = saved
+
+
+def run(kind: str, world: int, seq_len: int) -> dict:
+    timed = _measure(kind, world, seq_len, live_memory=False)
+    live = _measure(kind, world, seq_len, live_memory=True)
+    return {"kind": kind, "world": world, "time_s": max(r["time_s"] for r in timed),
+            "peak_mb": max(r["peak_mb"] for r in live),
+            "peak_rss_default_malloc_mb": max(r["peak_mb"] for r in timed)}
 
 
 def main() -> None:
@@ -80,14 +98,18 @@ def main() -> None:
     for kind, world in points:
         row = run(kind, world, args.seq_len)
         rows.append(row)
-        print(f"{kind:<12} P={world}: {row['time_s']:.2f} s, {row['peak_mb']:.0f} MB per rank", flush=True)
+        print(f"{kind:<12} P={world}: {row['time_s']:.2f} s, {row['peak_mb']:.0f} MB per rank "
+              f"({row['peak_rss_default_malloc_mb']:.0f} MB RSS with the default allocator)", flush=True)
     base = rows[0]["peak_mb"]
     print(f"\n{args.seq_len} tokens, causal, {HEADS} heads × {HEAD_DIM}, fp32, fwd+bwd; 1 thread per process\n")
-    print("| scheme | processes | time (slowest rank) | peak memory per rank | ÷ 1-process memory |")
-    print("|---|---|---|---|---|")
+    base_rss = rows[0]["peak_rss_default_malloc_mb"]
+    print("| scheme | processes | time (slowest rank) | peak live memory per rank | ÷ 1 process "
+          "| peak RSS, default allocator | ÷ 1 process |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
+        rss = r["peak_rss_default_malloc_mb"]
         print(f"| {r['kind']} | {r['world']} | {r['time_s']:.2f} s | {r['peak_mb']:.0f} MB | "
-              f"{r['peak_mb'] / base:.2f}× |")
+              f"{r['peak_mb'] / base:.2f}× | {rss:.0f} MB | {rss / base_rss:.2f}× |")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
 

@@ -248,50 +248,114 @@ def _masked(s: Tensor, tile: Tensor | bool, groups: int) -> Tensor:
     return s
 
 
+def chunked_forward(q: Tensor, k: Tensor, v: Tensor, mask: AttentionMask, scale: float, block_q: int,
+                    block_k: int) -> tuple[Tensor, Tensor]:
+    """The chunked kernel's forward without autograd: out (B, Hq, N, D) in q's dtype, lse (B, Hq, N) fp32.
+
+    Exposed (with :func:`chunked_backward`) for callers that keep their own saved state, such as Ulysses attention,
+    which re-gathers its inputs per head group in backward instead of storing them.
+    """
+    groups = q.shape[1] // k.shape[1]
+    b, hq, n, d = q.shape
+    m = k.shape[2]
+    offset = m - n
+    acc_dtype = torch.float32
+    kf, vf = k.to(acc_dtype), v.to(acc_dtype)
+    out = torch.zeros(b, hq, n, d, dtype=acc_dtype, device=q.device)
+    lse = torch.full((b, hq, n), float("-inf"), dtype=acc_dtype, device=q.device)
+    for q0 in range(0, n, block_q):
+        q1 = min(q0 + block_q, n)
+        qb = _group_rows(q, groups, q0, q1).to(acc_dtype) * scale
+        row_max = row_sum = acc = None
+        for k0 in range(0, m, block_k):
+            k1 = min(k0 + block_k, m)
+            tile = mask.tile(q0, q1, k0, k1, offset, q.device)
+            if tile is False:
+                continue
+            s = _masked(qb @ kf[:, :, k0:k1].transpose(-1, -2), tile, groups)
+            blk_max = s.amax(-1)
+            if row_max is None:
+                new_max = blk_max
+            else:
+                new_max = torch.maximum(row_max, blk_max)
+            safe_max = new_max.masked_fill(torch.isinf(new_max), 0.0)
+            p = torch.exp(s - safe_max[..., None])
+            pv = p @ vf[:, :, k0:k1]
+            if row_max is None:
+                row_sum, acc = p.sum(-1), pv
+            else:
+                alpha = torch.exp(row_max - safe_max)  # -inf - finite → 0; both -inf → exp(-inf - 0) = 0
+                row_sum = row_sum * alpha + p.sum(-1)
+                acc = acc * alpha[..., None] + pv
+            row_max = new_max
+        if row_max is None:
+            continue  # every key of this query block is masked: out 0, lse -inf
+        visible = row_sum > 0
+        out_blk = acc / torch.where(visible, row_sum, 1.0)[..., None]
+        lse_blk = torch.where(visible, row_max + torch.log(torch.where(visible, row_sum, 1.0)), float("-inf"))
+        out[:, :, q0:q1] = _ungroup_rows(out_blk, groups)
+        lse[:, :, q0:q1] = lse_blk.reshape(b, hq, q1 - q0)
+    return out.to(q.dtype), lse
+
+
+def chunked_backward(q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, grad_out: Tensor | None,
+                     grad_lse: Tensor | None, mask: AttentionMask, scale: float, block_q: int, block_k: int,
+                     accumulate: tuple[Tensor, Tensor, Tensor] | None = None,
+                     delta: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """Gradients of :func:`chunked_forward` for q, k, v, recomputing each tile from ``out`` and ``lse``.
+
+    ``out`` and ``lse`` may be those of attention over a *larger* key set that includes k/v (ring attention passes
+    the merged result): the tiles then give exactly this key block's share of the gradients. ``accumulate``: fp32
+    (dq, dk, dv) buffers to add into instead of allocating new ones (returned as they are)."""
+    groups = q.shape[1] // k.shape[1]
+    b, hq, n, d = q.shape
+    m = k.shape[2]
+    offset = m - n
+    f32 = torch.float32
+    if grad_out is None:
+        grad_out = torch.zeros_like(q)
+    # d lse_i / d s_ij = p_ij, so the lse gradient enters exactly like -Delta: dS = P ∘ (dP − (Delta − g_lse)).
+    delta = (grad_out.to(f32) * out.to(f32)).sum(-1) if delta is None else delta.to(f32)
+    if grad_lse is not None:
+        delta = delta - torch.nan_to_num(grad_lse.to(f32), nan=0.0)
+    kf, vf = k.to(f32), v.to(f32)
+    if accumulate is None:
+        dq = torch.zeros(b, hq, n, d, dtype=f32, device=q.device)
+        dk = torch.zeros(kf.shape, dtype=f32, device=q.device)
+        dv = torch.zeros(vf.shape, dtype=f32, device=q.device)
+    else:
+        dq, dk, dv = accumulate
+    safe_lse = lse.masked_fill(torch.isinf(lse), float("inf"))  # rows with no key: exp(s - inf) = 0
+    for q0 in range(0, n, block_q):
+        q1 = min(q0 + block_q, n)
+        qb = _group_rows(q, groups, q0, q1).to(f32) * scale
+        dob = _group_rows(grad_out, groups, q0, q1).to(f32)
+        lse_b = safe_lse[:, :, q0:q1].reshape(b, hq // groups, -1, 1)
+        delta_b = delta[:, :, q0:q1].reshape(b, hq // groups, -1, 1)
+        dqb = None
+        for k0 in range(0, m, block_k):
+            k1 = min(k0 + block_k, m)
+            tile = mask.tile(q0, q1, k0, k1, offset, q.device)
+            if tile is False:
+                continue
+            kb, vb = kf[:, :, k0:k1], vf[:, :, k0:k1]
+            s = _masked(qb @ kb.transpose(-1, -2), tile, groups)
+            p = torch.exp(s - lse_b)
+            dv[:, :, k0:k1] += p.transpose(-1, -2) @ dob
+            ds = p * ((dob @ vb.transpose(-1, -2)) - delta_b)
+            dk[:, :, k0:k1] += ds.transpose(-1, -2) @ qb
+            dqb = ds @ kb if dqb is None else dqb.add_(ds @ kb)
+        if dqb is not None:
+            dq[:, :, q0:q1] += _ungroup_rows(dqb, groups) * scale
+    if accumulate is not None:
+        return dq, dk, dv
+    return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype)
+
+
 class _ChunkedAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, mask: AttentionMask, scale: float, block_q: int, block_k: int):
-        groups = q.shape[1] // k.shape[1]
-        b, hq, n, d = q.shape
-        m = k.shape[2]
-        offset = m - n
-        acc_dtype = torch.float32
-        kf, vf = k.to(acc_dtype), v.to(acc_dtype)
-        out = torch.zeros(b, hq, n, d, dtype=acc_dtype, device=q.device)
-        lse = torch.full((b, hq, n), float("-inf"), dtype=acc_dtype, device=q.device)
-        for q0 in range(0, n, block_q):
-            q1 = min(q0 + block_q, n)
-            qb = _group_rows(q, groups, q0, q1).to(acc_dtype) * scale
-            row_max = row_sum = acc = None
-            for k0 in range(0, m, block_k):
-                k1 = min(k0 + block_k, m)
-                tile = mask.tile(q0, q1, k0, k1, offset, q.device)
-                if tile is False:
-                    continue
-                s = _masked(qb @ kf[:, :, k0:k1].transpose(-1, -2), tile, groups)
-                blk_max = s.amax(-1)
-                if row_max is None:
-                    new_max = blk_max
-                else:
-                    new_max = torch.maximum(row_max, blk_max)
-                safe_max = new_max.masked_fill(torch.isinf(new_max), 0.0)
-                p = torch.exp(s - safe_max[..., None])
-                pv = p @ vf[:, :, k0:k1]
-                if row_max is None:
-                    row_sum, acc = p.sum(-1), pv
-                else:
-                    alpha = torch.exp(row_max - safe_max)  # -inf - finite → 0; both -inf → exp(-inf - 0) = 0
-                    row_sum = row_sum * alpha + p.sum(-1)
-                    acc = acc * alpha[..., None] + pv
-                row_max = new_max
-            if row_max is None:
-                continue  # every key of this query block is masked: out 0, lse -inf
-            visible = row_sum > 0
-            out_blk = acc / torch.where(visible, row_sum, 1.0)[..., None]
-            lse_blk = torch.where(visible, row_max + torch.log(torch.where(visible, row_sum, 1.0)), float("-inf"))
-            out[:, :, q0:q1] = _ungroup_rows(out_blk, groups)
-            lse[:, :, q0:q1] = lse_blk.reshape(b, hq, q1 - q0)
-        out = out.to(q.dtype)
+        out, lse = chunked_forward(q, k, v, mask, scale, block_q, block_k)
         ctx.save_for_backward(q, k, v, out, lse)
         ctx.mask, ctx.scale, ctx.block_q, ctx.block_k = mask, scale, block_q, block_k
         return out, lse
@@ -299,45 +363,8 @@ class _ChunkedAttention(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out, grad_lse):
         q, k, v, out, lse = ctx.saved_tensors
-        mask, scale, block_q, block_k = ctx.mask, ctx.scale, ctx.block_q, ctx.block_k
-        groups = q.shape[1] // k.shape[1]
-        b, hq, n, d = q.shape
-        m = k.shape[2]
-        offset = m - n
-        f32 = torch.float32
-        if grad_out is None:
-            grad_out = torch.zeros_like(out)
-        # d lse_i / d s_ij = p_ij, so the lse gradient enters exactly like -Delta: dS = P ∘ (dP − (Delta − g_lse)).
-        delta = (grad_out.to(f32) * out.to(f32)).sum(-1)
-        if grad_lse is not None:
-            delta = delta - torch.nan_to_num(grad_lse.to(f32), nan=0.0)
-        kf, vf = k.to(f32), v.to(f32)
-        dq = torch.zeros(b, hq, n, d, dtype=f32, device=q.device)
-        dk = torch.zeros(kf.shape, dtype=f32, device=q.device)
-        dv = torch.zeros(vf.shape, dtype=f32, device=q.device)
-        safe_lse = lse.masked_fill(torch.isinf(lse), float("inf"))  # rows with no key: exp(s - inf) = 0
-        for q0 in range(0, n, block_q):
-            q1 = min(q0 + block_q, n)
-            qb = _group_rows(q, groups, q0, q1).to(f32) * scale
-            dob = _group_rows(grad_out, groups, q0, q1).to(f32)
-            lse_b = safe_lse[:, :, q0:q1].reshape(b, hq // groups, -1, 1)
-            delta_b = delta[:, :, q0:q1].reshape(b, hq // groups, -1, 1)
-            dqb = None
-            for k0 in range(0, m, block_k):
-                k1 = min(k0 + block_k, m)
-                tile = mask.tile(q0, q1, k0, k1, offset, q.device)
-                if tile is False:
-                    continue
-                kb, vb = kf[:, :, k0:k1], vf[:, :, k0:k1]
-                s = _masked(qb @ kb.transpose(-1, -2), tile, groups)
-                p = torch.exp(s - lse_b)
-                dv[:, :, k0:k1] += p.transpose(-1, -2) @ dob
-                ds = p * ((dob @ vb.transpose(-1, -2)) - delta_b)
-                dk[:, :, k0:k1] += ds.transpose(-1, -2) @ qb
-                dqb = ds @ kb if dqb is None else dqb.add_(ds @ kb)
-            if dqb is not None:
-                dq[:, :, q0:q1] = _ungroup_rows(dqb, groups) * scale
-        return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), None, None, None, None
+        grads = chunked_backward(q, k, v, out, lse, grad_out, grad_lse, ctx.mask, ctx.scale, ctx.block_q, ctx.block_k)
+        return (*grads, None, None, None, None)
 
 
 def attention_chunked(

@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from zoo.kernels.attention import attention_chunked, make_mask, merge_attention_partials
+from zoo.kernels.attention import chunked_backward, chunked_forward, make_mask, merge_attention_partials
 
 
 def ring_pass(tensors: list[Tensor], group=None) -> list[Tensor]:
@@ -43,11 +43,10 @@ def ring_pass(tensors: list[Tensor], group=None) -> list[Tensor]:
 PARTIAL_BLOCK = 256  # tiles of the per-block partials: the kernel's fixed workspace is ~3x smaller than at 512
 
 
-def _partial(q, k, v, q_pos, k_pos, q_seg, k_seg, causal):
-    """Attention of the local queries to one key block, masked by global positions → (out, lse)."""
+def _block_mask(q_pos, k_pos, q_seg, k_seg, causal, n_q, n_k):
+    """Which local queries may see which keys of a visiting block, decided on global positions."""
     mask_mod = (lambda qi, ki: q_pos[qi] >= k_pos[ki]) if causal else None  # noqa: E731  (local index → global)
-    mask = make_mask(segment_ids=q_seg, kv_segment_ids=k_seg, mask_mod=mask_mod, n_q=q.shape[2], n_k=k.shape[2])
-    return attention_chunked(q, k, v, mask, None, PARTIAL_BLOCK, PARTIAL_BLOCK)
+    return make_mask(segment_ids=q_seg, kv_segment_ids=k_seg, mask_mod=mask_mod, n_q=n_q, n_k=n_k)
 
 
 class _RingAttention(torch.autograd.Function):
@@ -56,50 +55,44 @@ class _RingAttention(torch.autograd.Function):
         world = dist.get_world_size(group)
         has_seg = segment_ids is not None
         seg = segment_ids if has_seg else positions.new_zeros(q.shape[0], q.shape[2])
+        scale = q.shape[-1] ** -0.5
         blk = [k, v, positions, seg]
         out = lse = None
         for step in range(world):
             nxt = ring_pass(blk, group) if step < world - 1 else None
-            o, l_s = _partial(q, blk[0], blk[1], positions, blk[2], seg if has_seg else None,
-                              blk[3] if has_seg else None, causal)
+            mask = _block_mask(positions, blk[2], seg if has_seg else None, blk[3] if has_seg else None, causal,
+                               q.shape[2], k.shape[2])
+            o, l_s = chunked_forward(q, blk[0], blk[1], mask, scale, PARTIAL_BLOCK, PARTIAL_BLOCK)
             # merge as we go: one running (out, lse) instead of P partial outputs (which would be O(N) per rank)
             out, lse = (o, l_s) if out is None else merge_attention_partials([out, o], [lse, l_s])
+            del o, l_s
             if nxt is not None:
                 blk = nxt
         ctx.save_for_backward(q, k, v, positions, seg, out, lse)
-        ctx.causal, ctx.group, ctx.has_seg = causal, group, has_seg
+        ctx.causal, ctx.group, ctx.has_seg, ctx.scale = causal, group, has_seg, scale
         return out
 
     @staticmethod
     def backward(ctx, dout):
+        # Flash-attention's ring backward: with the *merged* out and lse, each visiting block's tiles give exactly
+        # its share of dq/dk/dv (P_ij = exp(s_ij − lse_i), Delta_i = rowsum(dout ∘ out)), with no partial forward
+        # recomputed. K/V move one hop, then the dk/dv accumulators that travel with them: two smaller exchanges
+        # instead of one of all four, so at most six block-sized buffers are alive, not eight.
         q, k, v, positions, seg, out, lse = ctx.saved_tensors
-        group, causal, has_seg = ctx.group, ctx.causal, ctx.has_seg
+        group, causal, has_seg, scale = ctx.group, ctx.causal, ctx.has_seg, ctx.scale
         world = dist.get_world_size(group)
         dq = torch.zeros_like(q, dtype=torch.float32)
-        blk = [k, v, positions, seg, torch.zeros_like(k, dtype=torch.float32), torch.zeros_like(v, dtype=torch.float32)]
-        safe_lse = lse.masked_fill(torch.isinf(lse), float("inf"))  # rows with no key anywhere: weight 0
-        dout_f = dout.float()
-        d_out_dot_out = torch.einsum("bhnd,bhnd->bhn", dout_f, out.float())  # once, not a full-size temporary per step
+        kv = [k, v, positions, seg]
+        dkv = [torch.zeros_like(k, dtype=torch.float32), torch.zeros_like(v, dtype=torch.float32)]
         for step in range(world):
-            k_blk, v_blk, pos_blk, seg_blk, dk_blk, dv_blk = blk
-            with torch.enable_grad():
-                qg, kg, vg = (t.detach().requires_grad_() for t in (q, k_blk, v_blk))
-                o_s, lse_s = _partial(qg, kg, vg, positions, pos_blk, seg if has_seg else None,
-                                      seg_blk if has_seg else None, causal)
-                w = torch.exp(lse_s.detach() - safe_lse)  # this block's share of each query's softmax mass
-                g_out = (w[..., None] * dout_f).to(o_s.dtype)
-                g_lse = w * (torch.einsum("bhnd,bhnd->bhn", dout_f, o_s.detach().float()) - d_out_dot_out)
-                gq, gk, gv = torch.autograd.grad((o_s, lse_s), (qg, kg, vg), (g_out, g_lse))
-            del o_s, lse_s, g_out, qg, kg, vg
-            dq.add_(gq)
-            dk_blk.add_(gk)  # the accumulators are this rank's own buffers (fresh from the last hop)
-            dv_blk.add_(gv)
-            del gq, gk, gv
+            mask = _block_mask(positions, kv[2], seg if has_seg else None, kv[3] if has_seg else None, causal,
+                               q.shape[2], k.shape[2])
+            chunked_backward(q, kv[0], kv[1], out, lse, dout, None, mask, scale, PARTIAL_BLOCK, PARTIAL_BLOCK,
+                             accumulate=(dq, dkv[0], dkv[1]))
             if step < world - 1:
-                blk = ring_pass(blk, group)
-        # one more hop brings every block's dk/dv home (P hops in all)
-        dk, dv = ring_pass(blk[4:], group) if world > 1 else blk[4:]
-        return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), None, None, None, None
+                kv = ring_pass(kv, group)
+            dkv = ring_pass(dkv, group) if world > 1 else dkv  # P hops in all bring every block's dk/dv home
+        return dq.to(q.dtype), dkv[0].to(k.dtype), dkv[1].to(v.dtype), None, None, None, None
 
 
 def ring_attention(q: Tensor, k: Tensor, v: Tensor, positions: Tensor, segment_ids: Tensor | None = None,

@@ -7,6 +7,11 @@ up to a multiple of P when there are fewer of them than ranks (GQA / MQA), keepi
 head. Masks use global positions (gathered from the ranks), so any sharding order, causal or not, and packed
 documents work.
 
+Pure Ulysses keeps memory low by working one head chunk at a time (``head_chunks``, default one KV head per rank
+per chunk): forward all-to-alls a chunk, attends and sends it back before the next; it saves only the
+sequence-layout inputs and output plus the log-sum-exp, and backward re-gathers each chunk's q, k, v and dout (with
+Σ dout·out per row, the only use of out) rather than holding head-layout copies of every head from forward to backward.
+
 Hybrid (LongVILA's 2-D attention): ranks form a (ring × ulysses) DeviceMesh. The all-to-all runs inside each
 Ulysses group; the head group then attends over the ring group's tokens with ring attention; the second all-to-all
 runs back. Ulysses size 1 is pure ring attention, ring size 1 pure Ulysses.
@@ -24,7 +29,8 @@ import torch.distributed as dist
 from torch import Tensor
 from torch.distributed.nn.functional import all_to_all_single
 
-from zoo.kernels.attention import attention, attention_chunked, make_mask
+from zoo.kernels.attention import (AttentionMask, attention, attention_chunked, chunked_backward, chunked_forward,
+                                   make_mask)
 
 from .ring import PARTIAL_BLOCK, ring_attention
 
@@ -91,7 +97,65 @@ def hybrid_attention(q: Tensor, k: Tensor, v: Tensor, positions: Tensor, segment
     return heads_to_seq(out, ulysses_group)
 
 
+def _head_chunks(hq: int, hkv: int, p: int, head_chunks: int | None, device) -> list[tuple[Tensor, Tensor]]:
+    """Per chunk, the (query, KV) head indices that put chunk c of every rank's head group on that rank."""
+    hq_rank, hkv_rank = hq // p, hkv // p
+    g = hkv_rank if head_chunks is None else head_chunks
+    if g < 1 or hkv_rank % g:
+        raise ValueError(f"head_chunks ({head_chunks}) must divide the KV heads per Ulysses rank ({hkv_rank})")
+    cq, ck = hq_rank // g, hkv_rank // g
+
+    def pick(per_rank: int, size: int, c: int) -> Tensor:
+        return torch.tensor([j * per_rank + c * size + i for j in range(p) for i in range(size)], device=device)
+
+    return [(pick(hq_rank, cq, c), pick(hkv_rank, ck, c)) for c in range(g)]
+
+
+class _UlyssesAttention(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, mask: AttentionMask, group, head_chunks: int | None):
+        p = dist.get_world_size(group)
+        chunks = _head_chunks(q.shape[1], k.shape[1], p, head_chunks, q.device)
+        scale = q.shape[-1] ** -0.5
+        out, lses = torch.empty_like(q), []
+        for sq, sk in chunks:
+            qh, kh, vh = (seq_to_heads(t.index_select(1, s), group) for t, s in ((q, sq), (k, sk), (v, sk)))
+            o, lse = chunked_forward(qh, kh, vh, mask, scale, PARTIAL_BLOCK, PARTIAL_BLOCK)
+            del qh, kh, vh
+            out.index_copy_(1, sq, heads_to_seq(o, group))
+            lses.append(lse)
+        ctx.save_for_backward(q, k, v, out, *lses)
+        ctx.mask, ctx.group, ctx.chunks, ctx.scale = mask, group, chunks, scale
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        q, k, v, out, *lses = ctx.saved_tensors
+        group, mask, scale = ctx.group, ctx.mask, ctx.scale
+        dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+        for (sq, sk), lse in zip(ctx.chunks, lses):
+            # Delta = Σ_d dout · out per row is all the backward needs of out: computed here, it travels as (…, 1)
+            delta = (grad_out.index_select(1, sq).float() * out.index_select(1, sq).float()).sum(-1, keepdim=True)
+            qh, kh, vh, doh, delta_h = (seq_to_heads(t.index_select(1, s) if s is not None else t, group)
+                                        for t, s in ((q, sq), (k, sk), (v, sk), (grad_out, sq), (delta, None)))
+            dqh, dkh, dvh = chunked_backward(qh, kh, vh, None, lse, doh, None, mask, scale, PARTIAL_BLOCK,
+                                             PARTIAL_BLOCK, delta=delta_h[..., 0])
+            del qh, kh, vh, doh, delta_h
+            dq.index_copy_(1, sq, heads_to_seq(dqh, group))
+            dk.index_copy_(1, sk, heads_to_seq(dkh, group))
+            dv.index_copy_(1, sk, heads_to_seq(dvh, group))
+        return dq, dk, dv, None, None, None
+
+
 def ulysses_attention(q: Tensor, k: Tensor, v: Tensor, positions: Tensor, segment_ids: Tensor | None = None,
-                      causal: bool = True, group=None) -> Tensor:
-    """Exact attention over the whole sequence by head-parallel all-to-all (see the module docstring)."""
-    return hybrid_attention(q, k, v, positions, segment_ids, causal, ulysses_group=group, ring_group=None)
+                      causal: bool = True, group=None, head_chunks: int | None = None) -> Tensor:
+    """Exact attention over the whole sequence by head-parallel all-to-all, one head chunk at a time (see the module
+    docstring); ``head_chunks`` must divide the KV heads per rank (after GQA expansion), default all of them."""
+    group = group or dist.group.WORLD
+    p = dist.get_world_size(group)
+    k, v = _expand_kv_heads(k, v, q.shape[1], p)
+    pos = _all_gather(positions, group).reshape(-1)
+    seg = _all_gather(segment_ids, group).permute(1, 0, 2).reshape(q.shape[0], -1) \
+        if segment_ids is not None else None
+    mask_mod = (lambda qi, ki: pos[qi] >= pos[ki]) if causal else None  # noqa: E731 (local index → global)
+    return _UlyssesAttention.apply(q, k, v, make_mask(segment_ids=seg, mask_mod=mask_mod), group, head_chunks)

@@ -44,8 +44,8 @@ def _check(rank, world, n, hq, hkv, causal, packed, mode, kind):
     pos = shard_indices(total, world, rank, mode)
     if kind == "ring":
         out = ring_attention(lq, lk, lv, pos, lseg, causal=causal)
-    elif kind == "ulysses":
-        out = ulysses_attention(lq, lk, lv, pos, lseg, causal=causal)
+    elif kind.startswith("ulysses"):  # "ulysses": one KV head per rank per chunk; "ulysses1": all heads at once
+        out = ulysses_attention(lq, lk, lv, pos, lseg, causal=causal, head_chunks=1 if kind == "ulysses1" else None)
     else:  # 2 × 2 mesh: Ulysses inside pairs of ranks, ring across the pairs
         from torch.distributed.device_mesh import init_device_mesh
 
@@ -72,6 +72,7 @@ CASES = [
     (False, False, "contiguous", 4, 4, 48),  # bidirectional
     (True, True, "zigzag", 4, 1, 72),        # packed documents, MQA (fewer KV heads than ranks)
     (True, False, "zigzag", 4, 2, 37),       # odd length: padded to a multiple of 2P
+    (True, True, "zigzag", 8, 4, 40),        # GQA with several KV heads per rank: Ulysses head chunks
 ]
 
 
@@ -86,9 +87,18 @@ def test_ring_attention_equals_full_attention(world):
     run_distributed(_check_all, world, "ring")
 
 
-@pytest.mark.parametrize("world", [2, 4])
-def test_ulysses_attention_equals_full_attention(world):
-    run_distributed(_check_all, world, "ulysses")
+@pytest.mark.parametrize("world,kind", [(2, "ulysses"), (4, "ulysses"), (2, "ulysses1")])
+def test_ulysses_attention_equals_full_attention(world, kind):
+    run_distributed(_check_all, world, kind)
+
+
+def test_ulysses_head_chunks_must_divide_the_kv_heads_per_rank():
+    from zoo.sequence_parallel.ulysses import _head_chunks
+
+    assert [(q.tolist(), k.tolist()) for q, k in _head_chunks(8, 4, 2, None, "cpu")] == [
+        ([0, 1, 4, 5], [0, 2]), ([2, 3, 6, 7], [1, 3])]
+    with pytest.raises(ValueError, match=r"head_chunks \(3\) must divide the KV heads per Ulysses rank \(2\)"):
+        _head_chunks(8, 4, 2, 3, "cpu")
 
 
 def test_hybrid_2x2_attention_equals_full_attention():
