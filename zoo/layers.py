@@ -41,18 +41,23 @@ class SwiGLU(nn.Module):
 
 
 class GeluMLP(nn.Module):
-    """down(gelu(up(x))) — the GPT/ViT MLP."""
+    """down(gelu(up(x))) — the GPT/ViT MLP; ``approximate`` "tanh" (GPT-2) or "none" (exact erf: Whisper, BERT)."""
 
-    def __init__(self, d_model: int, d_ff: int, bias: bool = True):
+    def __init__(self, d_model: int, d_ff: int, bias: bool = True, approximate: str = "tanh"):
         super().__init__()
+        self.approximate = approximate
         self.up_proj = nn.Linear(d_model, d_ff, bias=bias)
         self.down_proj = nn.Linear(d_ff, d_model, bias=bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.down_proj(F.gelu(self.up_proj(x), approximate="tanh"))
+        return self.down_proj(F.gelu(self.up_proj(x), approximate=self.approximate))
 
 
-MLPS = {"swiglu": SwiGLU, "gelu": GeluMLP}
+def _gelu_exact(d_model: int, d_ff: int, bias: bool = True) -> GeluMLP:
+    return GeluMLP(d_model, d_ff, bias, approximate="none")
+
+
+MLPS = {"swiglu": SwiGLU, "gelu": GeluMLP, "gelu_exact": _gelu_exact}
 
 
 def make_mlp(kind: str, d_model: int, d_ff: int, bias: bool) -> nn.Module | None:

@@ -273,6 +273,14 @@ def _with_overrides(cfg: LMConfig, overrides: dict) -> LMConfig:
     return replace(cfg, **overrides) if overrides else cfg
 
 
+def labels_exact_match(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per-sample 1.0 when every labelled token is the argmax one step before it (teacher forcing), else 0.0."""
+    pred = logits[:, :-1].argmax(-1)
+    target = labels[:, 1:]
+    wrong = (pred != target) & (target != -100)
+    return (~wrong.any(dim=1)).float()
+
+
 def positions_from_segments(segment_ids: Tensor) -> Tensor:
     """Positions that restart at 0 at every change of segment id: ``[[0,0,1,1,1]] → [[0,1,0,1,2]]``."""
     b, n = segment_ids.shape

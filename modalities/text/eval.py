@@ -47,7 +47,9 @@ def passkey_accuracy(model, lengths, depths, samples_per_depth: int, batch_size:
     return acc, by_depth
 
 
-def plot_passkey(runs: dict[str, dict], path: Path, title: str) -> None:
+def plot_passkey(runs: dict[str, dict], path: Path, title: str, xlabel: str = "context length (tokens)",
+                 ylabel: str = "passkey accuracy", depth_label: str = "key depth") -> None:
+    """Accuracy against length for every run, beside one depth × length heatmap per run (other needle tasks too)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -57,16 +59,16 @@ def plot_passkey(runs: dict[str, dict], path: Path, title: str) -> None:
     fig, axes = plt.subplots(1, 1 + n, figsize=(5 + 4 * n, 4), squeeze=False)
     ax = axes[0, 0]
     for name, run in runs.items():
-        lengths = [int(k) for k in run["accuracy"]]
+        lengths = [float(k) for k in run["accuracy"]]
         ax.plot(lengths, list(run["accuracy"].values()), marker="o", label=name)
     if "trained_length" in next(iter(runs.values())):
         ax.axvline(next(iter(runs.values()))["trained_length"], color="gray", ls="--", lw=1, label="training length")
     ax.set_xscale("log", base=2)
-    all_lengths = sorted({int(k) for run in runs.values() for k in run["accuracy"]})
-    ax.set_xticks(all_lengths, [str(n) for n in all_lengths])
+    all_lengths = sorted({float(k) for run in runs.values() for k in run["accuracy"]})
+    ax.set_xticks(all_lengths, [f"{n:g}" for n in all_lengths])
     ax.minorticks_off()
-    ax.set_xlabel("context length (tokens)")
-    ax.set_ylabel("passkey accuracy")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
     ax.legend()
@@ -79,8 +81,8 @@ def plot_passkey(runs: dict[str, dict], path: Path, title: str) -> None:
         im = ax.imshow(grid, vmin=0, vmax=1, cmap="RdYlGn", aspect="auto", origin="upper")
         ax.set_xticks(range(len(lengths)), lengths)
         ax.set_yticks(range(len(depths)), depths)
-        ax.set_xlabel("context length")
-        ax.set_ylabel("key depth")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(depth_label)
         ax.set_title(f"{name}: accuracy by depth")
         for y, row in enumerate(grid):
             for x, v in enumerate(row):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 
 class ByteTokenizer:
     bos_token_id = 256
@@ -15,3 +17,16 @@ class ByteTokenizer:
 
     def decode(self, ids) -> str:
         return bytes(int(i) for i in ids if 0 <= int(i) < 256).decode("utf-8", errors="replace")
+
+
+def stream_text(tokens: Iterator[int], decode) -> Iterator[str]:
+    """Text pieces as tokens arrive; multi-byte characters are emitted once complete."""
+    done: list[int] = []
+    shown = ""
+    for t in tokens:
+        done.append(t)
+        text = decode(done)
+        if text.endswith("\ufffd"):  # an incomplete UTF-8 sequence: wait for its next byte
+            continue
+        yield text[len(shown):]
+        shown = text

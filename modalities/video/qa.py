@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from ..text.tokenizer import ByteTokenizer
+from ..text.tokenizer import ByteTokenizer, stream_text
 from .frames import read_frames
 from .longva import IMAGE_TOKEN_INDEX, LongVA, preprocess_frames
 
@@ -69,18 +69,5 @@ def answer(model: LongVA, video: str | Path, question: str, num_frames: int | No
     tokens = generate_tokens(model, ids, [pixels], max_new_tokens, eos)
     decode = (tokenizer or ByteTokenizer()).decode
     if stream:
-        return _stream(tokens, decode)
+        return stream_text(tokens, decode)
     return decode(list(tokens))
-
-
-def _stream(tokens: Iterator[int], decode) -> Iterator[str]:
-    """Text pieces as tokens arrive; multi-byte characters are emitted once complete."""
-    done: list[int] = []
-    shown = ""
-    for t in tokens:
-        done.append(t)
-        text = decode(done)
-        if text.endswith("\ufffd"):  # an incomplete UTF-8 sequence: wait for its next byte
-            continue
-        yield text[len(shown):]
-        shown = text

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, IterableDataset
 
+from zoo.lm import labels_exact_match  # noqa: F401  (re-exported: V-NIAH's scoring)
+
 from ..text.tokenizer import ByteTokenizer
 from .frames import read_frames
 from .longva import preprocess_frames
@@ -197,11 +199,3 @@ def collate(batch: list[dict]) -> dict:
     out = {k: torch.stack([b[k] for b in batch]) for k in ("input_ids", "labels", "depth", "needle_index")}
     out["videos"] = [b["video"] for b in batch]
     return out
-
-
-def labels_exact_match(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Per-sample 1.0 when every labelled token is the argmax one step before it (teacher forcing), else 0.0."""
-    pred = logits[:, :-1].argmax(-1)
-    target = labels[:, 1:]
-    wrong = (pred != target) & (target != -100)
-    return (~wrong.any(dim=1)).float()

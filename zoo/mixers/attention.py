@@ -34,6 +34,7 @@ class Attention(nn.Module):
         head_dim: int | None = None,
         qkv_bias: bool = False,
         out_bias: bool = False,
+        k_bias: bool | None = None,
         causal: bool = True,
         window: int | None = None,
         sink: bool = False,
@@ -46,7 +47,8 @@ class Attention(nn.Module):
         self.n_head, self.n_kv_head, self.head_dim = n_head, n_kv_head, head_dim
         self.causal, self.window, self.backend = causal, window, backend
         self.q_proj = nn.Linear(d_model, n_head * head_dim, bias=qkv_bias)
-        self.k_proj = nn.Linear(d_model, n_kv_head * head_dim, bias=qkv_bias)
+        # Whisper-style encoders bias q and v but not k (a key bias shifts every score of a query equally)
+        self.k_proj = nn.Linear(d_model, n_kv_head * head_dim, bias=qkv_bias if k_bias is None else k_bias)
         self.v_proj = nn.Linear(d_model, n_kv_head * head_dim, bias=qkv_bias)
         self.o_proj = nn.Linear(n_head * head_dim, d_model, bias=out_bias)
         # gpt-oss-style learned per-head "attend to nothing" logit (off by default; Qwen2/Llama have none)

@@ -1,0 +1,277 @@
+"""Qwen2-Audio: a Whisper-shaped audio encoder, 2× average pooling, a linear projector, and the zoo's Qwen2 LM.
+
+Encoder (Whisper large-v3 shape): log-mel (n_mels, 3000) → conv1d(k3) → GELU → conv1d(k3, stride 2) → GELU → + fixed
+position table (1500) → pre-LayerNorm transformer blocks of the shared backbone (bidirectional attention with q/v/out
+biases and no k bias, exact-GELU MLP) → 2× average pooling (1500 → 750 tokens per 30 s) → LayerNorm. Padding frames
+(``feature_attention_mask`` 0) are left out of attention, as transformers' key mask does; a padded window is run at its
+real length only, so short audio costs what it holds, not 30 s.
+
+The text holds one ``audio_token_id`` per audio token (the processor expands them); the projected audio features
+replace those embeddings in order, window after window — so a long recording is several consecutive 30 s windows
+whose tokens follow each other. With ``partial_yarn`` set in the config, audio spans longer than the 750-token window
+get Partial YaRN positions (see :mod:`.partial_yarn`).
+
+Checkpoint layout (``zoo.load_pretrained(dir)``, model_type ``qwen2_audio``): ``audio_tower.*``,
+``multi_modal_projector.linear.*``, ``language_model.model.*`` / ``language_model.lm_head.*`` as on the hub, or the
+``model.audio_tower.* / model.language_model.* / lm_head.*`` names transformers 5 writes; both load.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from zoo.block import Block, SeqContext
+from zoo.lm import CausalLM, LMConfig, LMOutput, hf_to_zoo_key, lm_config_from_hf
+from zoo.registry import ARCHITECTURES, HF_FAMILIES
+
+from .partial_yarn import PartialYarnConfig, partial_yarn_inputs
+
+AUDIO_TOKEN_ID = 151646  # Qwen2-Audio's <|AUDIO|>
+
+
+@dataclass
+class AudioEncoderConfig:
+    n_mels: int = 128
+    d_model: int = 1280
+    n_layer: int = 32
+    n_head: int = 20
+    d_ff: int = 5120
+    max_source_positions: int = 1500  # encoder positions per window: 3000 mel frames / conv stride 2
+    norm_eps: float = 1e-5
+    attn_backend: str = "auto"
+
+
+@dataclass
+class Qwen2AudioConfig:
+    lm: dict[str, Any] = field(default_factory=dict)  # LMConfig fields
+    audio: dict[str, Any] = field(default_factory=dict)  # AudioEncoderConfig fields
+    audio_token_id: int = AUDIO_TOKEN_ID
+    partial_yarn: dict[str, Any] | None = None  # PartialYarnConfig fields; None = plain positions
+
+    def __post_init__(self):
+        AudioEncoderConfig(**self.audio)  # unknown keys fail here, by name
+        if self.partial_yarn is not None:
+            PartialYarnConfig(**self.partial_yarn)
+
+
+def sinusoids(length: int, channels: int, max_timescale: float = 10000.0) -> Tensor:
+    """Whisper's fixed position table (length, channels): sin on the first half of the channels, cos on the second."""
+    log_inc = math.log(max_timescale) / (channels // 2 - 1)
+    inv = torch.exp(-log_inc * torch.arange(channels // 2))
+    t = torch.arange(length)[:, None] * inv[None]
+    return torch.cat([t.sin(), t.cos()], dim=1)
+
+
+def encoder_output_lengths(mel_frames: Tensor) -> tuple[Tensor, Tensor]:
+    """Real mel frames per window → real encoder positions (after the stride-2 conv) and real pooled tokens."""
+    after_conv = (mel_frames - 1) // 2 + 1
+    return after_conv, (after_conv - 2) // 2 + 1
+
+
+class AudioEncoder(nn.Module):
+    def __init__(self, config: AudioEncoderConfig):
+        super().__init__()
+        c = self.config = config
+        self.conv1 = nn.Conv1d(c.n_mels, c.d_model, kernel_size=3, padding=1)
+        self.conv2 = nn.Conv1d(c.d_model, c.d_model, kernel_size=3, stride=2, padding=1)
+        self.embed_positions = nn.Embedding(c.max_source_positions, c.d_model)
+        self.embed_positions.weight.data.copy_(sinusoids(c.max_source_positions, c.d_model))
+        self.embed_positions.requires_grad_(False)  # fixed, as in Whisper (stored in checkpoints all the same)
+        attn = dict(n_head=c.n_head, qkv_bias=True, k_bias=False, out_bias=True, causal=False, backend=c.attn_backend)
+        self.blocks = nn.ModuleList(
+            Block(c.d_model, "attention", attn, mlp="gelu_exact", d_ff=c.d_ff, norm="layernorm", norm_eps=c.norm_eps,
+                  mlp_bias=True)
+            for _ in range(c.n_layer)
+        )
+        self.layer_norm = nn.LayerNorm(c.d_model, eps=c.norm_eps)
+
+    def _blocks(self, x: Tensor) -> Tensor:
+        ctx = SeqContext()
+        for block in self.blocks:
+            x = block(x, ctx)
+        return x
+
+    @property
+    def mel_frames(self) -> int:
+        return 2 * self.config.max_source_positions
+
+    @property
+    def window_seconds(self) -> float:
+        """Audio per encoder window: 30 s for Whisper / Qwen2-Audio (3,000 mel frames at 100 per second)."""
+        return self.mel_frames / 100
+
+    def forward(self, input_features: Tensor, feature_attention_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """input_features (W, n_mels, 3000), feature_attention_mask (W, 3000) or None (all real) →
+        features (W, 750, d_model) and real tokens per window (W,)."""
+        w, n_mels, frames = input_features.shape
+        if frames != self.mel_frames or n_mels != self.config.n_mels:
+            raise ValueError(f"input_features must be (windows, {self.config.n_mels}, {self.mel_frames}) — cut audio "
+                             f"into {self.window_seconds:g} s windows (audio_features does) — got "
+                             f"{tuple(input_features.shape)}")
+        x = input_features.to(self.conv1.weight.dtype)
+        x = F.gelu(self.conv2(F.gelu(self.conv1(x)))).transpose(1, 2)  # (W, 1500, d)
+        x = x + self.embed_positions.weight
+        real_frames = (feature_attention_mask.sum(-1) if feature_attention_mask is not None
+                       else torch.full((w,), frames, device=x.device))
+        real_positions, real_tokens = encoder_output_lengths(real_frames)
+        # A padded window runs on its real positions only: the same outputs there as masking the padding keys (what
+        # transformers does), at the cost of its real length. Its padded positions come out as zeros; no kept pooled
+        # token reads them (a kept token averages two real positions).
+        n_pos = x.shape[1]
+        full = real_positions >= n_pos
+        rows: list[Tensor | None] = [None] * w
+        if bool(full.any()):
+            idx = full.nonzero().flatten()
+            for i, y in zip(idx.tolist(), self._blocks(x[idx])):
+                rows[i] = y
+        for i in (~full).nonzero().flatten().tolist():
+            n = int(real_positions[i])
+            rows[i] = F.pad(self._blocks(x[i: i + 1, :n])[0], (0, 0, 0, n_pos - n))
+        x = torch.stack(rows)
+        x = F.avg_pool1d(x.transpose(1, 2), 2, 2).transpose(1, 2)
+        return self.layer_norm(x), real_tokens
+
+
+class Qwen2Audio(nn.Module):
+    def __init__(self, config: Qwen2AudioConfig):
+        super().__init__()
+        self.config = config
+        self.lm = CausalLM(LMConfig.from_dict(config.lm))
+        self.audio_tower = AudioEncoder(AudioEncoderConfig(**config.audio))
+        self.multi_modal_projector = nn.Linear(self.audio_tower.config.d_model, self.lm.config.d_model)
+        self.partial_yarn = PartialYarnConfig(**config.partial_yarn) if config.partial_yarn is not None else None
+
+    def encode_audio(self, input_features: Tensor, feature_attention_mask: Tensor | None = None) -> Tensor:
+        """All windows → (Σ real tokens, d_model) projected audio embeddings, window after window."""
+        feats, real = self.audio_tower(input_features, feature_attention_mask)
+        keep = torch.arange(feats.shape[1], device=feats.device)[None] < real[:, None]
+        return self.multi_modal_projector(feats[keep])
+
+    def build_inputs(self, input_ids: Tensor, input_features: Tensor | None = None,
+                     feature_attention_mask: Tensor | None = None, attention_mask: Tensor | None = None,
+                     partial_yarn: bool | None = None, virtual_lengths: list[int | None] | None = None) -> dict:
+        """Keyword inputs of :class:`CausalLM` for a batch: inputs_embeds with the audio spliced in, position ids
+        (per frequency pair under Partial YaRN), rope_cos_scale, and segment ids masking padded text."""
+        is_audio = input_ids == self.config.audio_token_id
+        embeds = self.lm.embed(input_ids.masked_fill(is_audio, 0))
+        n_slots = int(is_audio.sum())
+        if input_features is not None:
+            audio = self.encode_audio(input_features, feature_attention_mask)
+            if audio.shape[0] != n_slots:
+                raise ValueError(f"the audio gives {audio.shape[0]} tokens but input_ids hold {n_slots} audio tokens "
+                                 f"(id {self.config.audio_token_id}); expand one per token as the processor does")
+            embeds = embeds.masked_scatter(is_audio[..., None], audio.to(embeds.dtype))
+        elif n_slots:
+            raise ValueError(f"input_ids hold {n_slots} audio tokens but no input_features were given")
+        b, n = input_ids.shape
+        kwargs: dict[str, Any] = {"inputs_embeds": embeds}
+        # positions count every slot, padding included, as transformers' Qwen2 does without position_ids
+        position_ids = torch.arange(n, device=input_ids.device)[None].expand(b, n)
+        use_yarn = self.partial_yarn is not None if partial_yarn is None else partial_yarn
+        if use_yarn or virtual_lengths is not None:
+            cfg = self.partial_yarn or PartialYarnConfig()
+            position_ids, scale = partial_yarn_inputs(is_audio, self.lm.config.head_dim // 2, cfg, virtual_lengths)
+            kwargs["rope_cos_scale"] = scale
+        kwargs["position_ids"] = position_ids
+        if attention_mask is not None and not bool(attention_mask.all()):
+            kwargs["segment_ids"] = (attention_mask == 0).long()  # padding keys hidden from real queries
+        return kwargs
+
+    def forward(self, input_ids: Tensor, input_features: Tensor | None = None, attention_mask: Tensor | None = None,
+                feature_attention_mask: Tensor | None = None, labels: Tensor | None = None,
+                partial_yarn: bool | None = None, virtual_lengths: list[int | None] | None = None,
+                **unused) -> LMOutput:
+        """The keyword inputs of transformers' ``Qwen2AudioForConditionalGeneration`` (input_ids, input_features,
+        attention_mask, feature_attention_mask, labels) → ``LMOutput`` with ``.logits`` (and ``.loss``).
+
+        ``partial_yarn``: force Partial YaRN on or off (default: on when the config has ``partial_yarn``);
+        ``virtual_lengths``: VLAT, one virtual audio length per row (training)."""
+        unknown = set(unused) - {"use_cache", "return_dict"}
+        if unknown:
+            raise TypeError(f"Qwen2Audio.forward got unexpected arguments {sorted(unknown)}")
+        kwargs = self.build_inputs(input_ids, input_features, feature_attention_mask, attention_mask, partial_yarn,
+                                   virtual_lengths)
+        return self.lm(labels=labels, **kwargs)
+
+    # ---- checkpoints ------------------------------------------------------------------------------------------
+
+    def config_dict(self) -> dict:
+        return asdict(self.config)
+
+    @classmethod
+    def from_config_dict(cls, d: dict, **overrides) -> Qwen2Audio:
+        return cls(Qwen2AudioConfig(**{**d, **overrides}))
+
+    @classmethod
+    def from_hf(cls, hf_config: dict, **overrides) -> Qwen2Audio:
+        """A Qwen2-Audio config.json (``audio_config`` + ``text_config``) → this model."""
+        a, t = hf_config.get("audio_config"), hf_config.get("text_config")
+        if not a or not t:
+            raise ValueError("config.json needs audio_config and text_config: not a Qwen2-Audio checkpoint")
+        if a.get("activation_function", "gelu") != "gelu" or a.get("scale_embedding", False):
+            raise ValueError("only Qwen2-Audio's encoder (activation 'gelu', scale_embedding false) is supported")
+        audio = dict(n_mels=a.get("num_mel_bins", 128), d_model=a.get("d_model", 1280),
+                     n_layer=a.get("encoder_layers", 32), n_head=a.get("encoder_attention_heads", 20),
+                     d_ff=a.get("encoder_ffn_dim", 5120), max_source_positions=a.get("max_source_positions", 1500))
+        text = dict(t)
+        text.setdefault("model_type", "qwen2")
+        # transformers' Qwen2Config defaults, for keys a config.json may leave out
+        for key, default in (("hidden_size", 4096), ("intermediate_size", 22016), ("num_hidden_layers", 32),
+                             ("num_attention_heads", 32), ("vocab_size", 151936), ("rms_norm_eps", 1e-6),
+                             ("rope_theta", 10000.0), ("max_position_embeddings", 32768)):
+            text.setdefault(key, default)
+        text.setdefault("num_key_value_heads", text["num_attention_heads"])
+        lm = asdict(lm_config_from_hf(text))
+        token = hf_config.get("audio_token_index", hf_config.get("audio_token_id", AUDIO_TOKEN_ID))
+        return cls.from_config_dict(asdict(Qwen2AudioConfig(lm=lm, audio=audio, audio_token_id=token)), **overrides)
+
+    def state_dict_from_hf(self, hf_state: dict[str, Tensor]) -> dict[str, Tensor]:
+        sd, lm_state = {}, {}
+        for k, v in hf_state.items():
+            if k.startswith("model."):  # transformers 5 names: model.audio_tower / model.language_model / lm_head
+                k = k[len("model."):]
+                if k.startswith("language_model."):
+                    k = "language_model.model." + k[len("language_model."):]
+            elif k.startswith("lm_head."):
+                k = "language_model." + k
+            if k.startswith("audio_tower."):
+                sd.update(_encoder_key(k[len("audio_tower."):], v))
+            elif k.startswith("multi_modal_projector.linear."):
+                sd["multi_modal_projector." + k[len("multi_modal_projector.linear."):]] = v
+            elif k.startswith("language_model."):
+                if not k.endswith("rotary_emb.inv_freq"):
+                    lm_state[k[len("language_model."):]] = v
+            else:
+                sd[k] = v  # unknown: reported by the strict loader
+        for k, v in lm_state.items():
+            sd["lm." + hf_to_zoo_key(k)] = v
+        if self.lm.config.tie_word_embeddings:
+            sd["lm.lm_head.weight"] = sd.get("lm.embed.weight")
+        return sd
+
+
+_ENCODER_LAYER_KEYS = {
+    "self_attn.q_proj": "mixer.q_proj", "self_attn.k_proj": "mixer.k_proj", "self_attn.v_proj": "mixer.v_proj",
+    "self_attn.out_proj": "mixer.o_proj", "self_attn_layer_norm": "norm1", "final_layer_norm": "norm2",
+    "fc1": "mlp.up_proj", "fc2": "mlp.down_proj",
+}
+
+
+def _encoder_key(key: str, value: Tensor) -> dict[str, Tensor]:
+    """Whisper/Qwen2-Audio encoder names → the zoo's (layers.i.self_attn.q_proj.weight → blocks.i.mixer.q_proj.weight)."""
+    if key.startswith("layers."):
+        _, i, rest = key.split(".", 2)
+        for hf, zoo in _ENCODER_LAYER_KEYS.items():
+            if rest.startswith(hf + "."):
+                return {f"audio_tower.blocks.{i}.{zoo}{rest[len(hf):]}": value}
+    return {"audio_tower." + key: value}
+
+
+ARCHITECTURES.register("qwen2_audio")(Qwen2Audio)
+HF_FAMILIES.register("qwen2_audio")(Qwen2Audio)
