@@ -41,6 +41,13 @@ def needle_accuracy(model, task: NeedleTask, seconds: list[float], depths: list[
     return acc, by_depth
 
 
+def _training_data(ckpt: Path) -> dict:
+    """The data module's hyper-parameters stored in a zoo.fit checkpoint (code length, seconds), else {}."""
+    if not ckpt.is_file():
+        return {}
+    return torch.load(ckpt, map_location="cpu", weights_only=True).get("datamodule_hyper_parameters") or {}
+
+
 class AudioNeedleTask:
     help = "audio needle (DTMF code in noise) accuracy per length and depth, with and without Partial YaRN"
 
@@ -55,8 +62,10 @@ class AudioNeedleTask:
         p.add_argument("--start-dim", type=int, default=None,
                        help="Partial YaRN's first remapped frequency pair (default: the checkpoint's, else half)")
         p.add_argument("--temperature", type=float, default=None, help="Partial YaRN attention temperature")
-        p.add_argument("--code-length", type=int, default=3)
-        p.add_argument("--trained-seconds", type=float, default=30, help="marked on the plot")
+        p.add_argument("--code-length", type=int, default=None,
+                       help="digits per code (default: the training data's, read from a zoo.fit checkpoint; else 1)")
+        p.add_argument("--trained-seconds", type=float, default=None,
+                       help="marked on the plot (default: the training data's, else 30)")
         p.add_argument("--seed", type=int, default=1234)
         p.add_argument("--out-dir", type=Path, default=None, help="where the PNG and JSON go (default: next to ckpt)")
 
@@ -82,18 +91,21 @@ class AudioNeedleTask:
         if args.temperature is not None:
             yarn.temperature = args.temperature
         model.partial_yarn = yarn
-        task = NeedleTask(code_length=args.code_length, audio_token_id=model.config.audio_token_id,
+        trained = _training_data(ckpt)
+        code_length = args.code_length or trained.get("code_length") or 1
+        trained_seconds = args.trained_seconds or trained.get("seconds") or 30
+        task = NeedleTask(code_length=code_length, audio_token_id=model.config.audio_token_id,
                           n_mels=model.audio_tower.config.n_mels, window_seconds=model.audio_tower.window_seconds)
         runs = {}
         for scheme in schemes:
             acc, by_depth = needle_accuracy(model, task, args.seconds, args.depths, args.samples_per_depth,
                                             args.batch_size, scheme == "partial_yarn", args.seed)
-            runs[scheme] = {"accuracy": acc, "accuracy_by_depth": by_depth, "trained_length": args.trained_seconds}
+            runs[scheme] = {"accuracy": acc, "accuracy_by_depth": by_depth, "trained_length": trained_seconds}
         n_freq = model.lm.config.head_dim // 2
         start = yarn.start_dim if yarn.start_dim is not None else n_freq // 2
         first = next(iter(runs.values()))
         result = {"task": "audio-needle", "checkpoint": str(ckpt), "samples_per_depth": args.samples_per_depth,
-                  "code_length": args.code_length, "trained_seconds": args.trained_seconds,
+                  "code_length": code_length, "trained_seconds": trained_seconds,
                   "partial_yarn": {"start_dim": start, "n_freq": n_freq, "temperature": yarn.temperature,
                                    "window": yarn.window},
                   "accuracy": first["accuracy"], "accuracy_by_depth": first["accuracy_by_depth"],
@@ -110,7 +122,7 @@ class AudioNeedleTask:
 
         write_json(result, out_dir / "audio_needle.json")
         plot_passkey(runs, out_dir / "audio_needle.png", f"audio needle — {ckpt.name} (trained on "
-                     f"{args.trained_seconds:g} s)", xlabel="audio length (s)", ylabel="exact-match accuracy",
+                     f"{trained_seconds:g} s)", xlabel="audio length (s)", ylabel="exact-match accuracy",
                      depth_label="needle depth")
         print(f"wrote {out_dir / 'audio_needle.json'} and {out_dir / 'audio_needle.png'}")
         return result
