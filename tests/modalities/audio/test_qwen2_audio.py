@@ -141,3 +141,17 @@ def test_vlat_training_draws_virtual_lengths_and_changes_the_audio_positions():
     assert not torch.allclose(spread[:, -5:], plain[:, -5:], atol=1e-3)
     with pytest.raises(ValueError, match="no VLAT factor"):
         AudioQAModule(Qwen2AudioConfig(**model_cfg), vlat=True, vlat_max_tokens=10)
+
+
+def test_module_with_pretrained_takes_the_checkpoint_weights_and_keeps_partial_yarn(tmp_path):
+    from zoo.modalities.audio import AudioQAModule, Qwen2AudioConfig
+
+    hf = _tiny_hf(tmp_path)
+    yarn = {"start_dim": 2, "temperature": 1.5, "window": 750}
+    module = AudioQAModule(Qwen2AudioConfig(partial_yarn=yarn), pretrained=str(tmp_path / "hf"))
+    assert module.model.lm.config.d_model == 32 and module.model.partial_yarn.start_dim == 2
+    assert module.hparams.zoo_model["config"]["partial_yarn"] == yarn
+    batch = _inputs([2.0])
+    with torch.no_grad():
+        torch.testing.assert_close(module.model(**batch, partial_yarn=False).logits, hf(**batch).logits,
+                                   atol=1e-4, rtol=1e-4)
