@@ -182,9 +182,11 @@ class CausalLM(nn.Module):
             cache.seen += n
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(
-                logits[:, :-1].reshape(-1, logits.shape[-1]).float(), labels[:, 1:].reshape(-1), ignore_index=-100
-            )
+            target = labels[:, 1:].reshape(-1)
+            total = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), target, ignore_index=-100,
+                                    reduction="sum")
+            # mean over labelled tokens; a batch with none (all padding / N) gives 0, not 0/0 = NaN
+            loss = total / (target != -100).sum().clamp(min=1)
         return LMOutput(logits=logits, loss=loss, cache=cache)
 
     @torch.no_grad()

@@ -1,7 +1,8 @@
-"""Genomic and protein sequences: FASTA windows (pyfaidx) and DNA / k-mer / protein tokenizers."""
+"""Genomic and protein sequences: FASTA windows (pyfaidx), DNA / k-mer / protein tokenizers, next-token training."""
 
 from .fasta import FastaFormatError, FastaWindows, open_fasta, reverse_complement
+from .lightning import FastaDataModule, GenomicLMModule
 from .tokenizers import CharTokenizer, KmerTokenizer, ProteinTokenizer, SequenceTokenizer
 
-__all__ = ["CharTokenizer", "FastaFormatError", "FastaWindows", "KmerTokenizer", "ProteinTokenizer",
+__all__ = ["CharTokenizer", "FastaDataModule", "FastaFormatError", "FastaWindows", "GenomicLMModule", "KmerTokenizer", "ProteinTokenizer",
            "SequenceTokenizer", "open_fasta", "reverse_complement"]

@@ -6,6 +6,7 @@ bgzip-compressed, building the ``.fai`` (and ``.gzi``) index when it is missing:
 - ``mode="random"``: ``num_samples`` windows, each drawn from a record chosen in proportion to its length, at a
   uniform start; item ``i`` is the same on every call (seeded by ``seed`` and ``i``).
 - ``mode="tiled"``: every window at ``stride`` (default ``window``) over every record, in file order.
+- ``span=(lo, hi)``: only that fraction of each record (e.g. (0, 0.9) to train, (0.9, 1) to validate).
 
 Soft-masked (lowercase) bases are kept as they are, or upper-cased with ``uppercase=True``. ``reverse_complement``
 ("random": each window is flipped with probability ½; "always"; or None) augments by strand. A window whose fraction
@@ -69,7 +70,8 @@ class FastaWindows(Dataset):
     def __init__(self, paths: str | Path | list[str | Path], window: int, mode: str = "random",
                  num_samples: int = 10_000, stride: int | None = None, uppercase: bool = True,
                  reverse_complement: str | None = None, max_n_fraction: float = 0.5,
-                 tokenizer: SequenceTokenizer | None = None, add_special_tokens: bool = False, seed: int = 0):
+                 tokenizer: SequenceTokenizer | None = None, add_special_tokens: bool = False, seed: int = 0,
+                 span: tuple[float, float] = (0.0, 1.0)):
         if mode not in ("random", "tiled"):
             raise ValueError(f"mode must be 'random' or 'tiled', got {mode!r}")
         if reverse_complement not in (None, "random", "always"):
@@ -84,19 +86,27 @@ class FastaWindows(Dataset):
         self.uppercase, self.rc, self.max_n_fraction = uppercase, reverse_complement, max_n_fraction
         self.tokenizer = tokenizer or CharTokenizer()
         self.add_special_tokens, self.seed = add_special_tokens, seed
+        if not 0 <= span[0] < span[1] <= 1:
+            raise ValueError(f"span must be (lo, hi) with 0 ≤ lo < hi ≤ 1, got {span}")
+        self.span = tuple(span)
         self.skipped = 0
         self._fastas = [open_fasta(p) for p in self.paths]
-        # (file index, record name, length) of every record long enough for one window
-        self.records = [(f, name, len(fa[name])) for f, fa in enumerate(self._fastas) for name in fa.keys()
-                        if len(fa[name]) >= window]
+        # (file index, record name, first base, length) of every record part in ``span`` long enough for a window
+        self.records = []
+        for f, fa in enumerate(self._fastas):
+            for name in fa.keys():
+                n = len(fa[name])
+                lo, hi = int(span[0] * n), int(span[1] * n)
+                if hi - lo >= window:
+                    self.records.append((f, name, lo, hi - lo))
         if not self.records:
             longest = max((len(fa[n]) for fa in self._fastas for n in fa.keys()), default=0)
             raise ValueError(f"no record in {', '.join(map(str, self.paths))} holds a {window}-base window "
                              f"(longest: {longest})")
         if mode == "tiled":
             self.windows = []
-            for r, (f, name, length) in enumerate(self.records):
-                for start in range(0, length - window + 1, self.stride):
+            for r, (f, name, lo, length) in enumerate(self.records):
+                for start in range(lo, lo + length - window + 1, self.stride):
                     if self._too_many_n(self._read(f, name, start)):
                         self.skipped += 1
                     else:
@@ -107,7 +117,7 @@ class FastaWindows(Dataset):
             if not self.windows:
                 raise ValueError(f"every window of {', '.join(map(str, self.paths))} is more than "
                                  f"{max_n_fraction:.0%} N")
-        lengths = np.array([n for _, _, n in self.records], dtype=np.float64)
+        lengths = np.array([n for _, _, _, n in self.records], dtype=np.float64)
         self._weights = (lengths - window + 1) / (lengths - window + 1).sum()
 
     def __len__(self) -> int:
@@ -123,12 +133,12 @@ class FastaWindows(Dataset):
         rng = np.random.default_rng([self.seed, i])
         if self.mode == "tiled":
             r, start = self.windows[i]
-            f, name, _ = self.records[r]
+            f, name, _, _ = self.records[r]
             seq = self._read(f, name, start)
         else:
             for _ in range(100):
-                f, name, length = self.records[int(rng.choice(len(self.records), p=self._weights))]
-                start = int(rng.integers(0, length - self.window + 1))
+                f, name, lo, length = self.records[int(rng.choice(len(self.records), p=self._weights))]
+                start = lo + int(rng.integers(0, length - self.window + 1))
                 seq = self._read(f, name, start)
                 if not self._too_many_n(seq):
                     break
