@@ -132,6 +132,13 @@ def load_pretrained(
         config_path = path / "config.json"
         if not config_path.exists():
             raise CheckpointError(f"{path} has no config.json; is it a Hugging Face model directory?")
+        from .modalities.genomic.hyenadna import is_hyenadna_directory, load_hyenadna
+
+        if is_hyenadna_directory(path):  # HyenaDNA's own layout: config.json without model_type + weights.ckpt
+            model = load_hyenadna(path, **overrides)
+            if dtype is not None or device is not None:
+                model = model.to(device=device, dtype=dtype)
+            return model.eval()
         hf_config = json.loads(config_path.read_text())
         model_type = hf_config.get("model_type")
         if model_type is None:

@@ -42,12 +42,19 @@ def positional_features(length: int, emb_dim: int, device=None) -> tuple[Tensor,
 
 
 class HyenaFilter(nn.Module):
-    """Implicit long filter: features (L, emb_dim) → MLP with Sin → (d_model, L), times exp(−|δ_d| t)."""
+    """Implicit long filter: features (L, emb_dim) → MLP with Sin → (d_model, L), times exp(−|δ_d| t) + shift.
+
+    ``l_max``: as HyenaDNA does, compute the positional features once for ``l_max`` positions and use their first L
+    (so a filter for L < l_max is the start of the l_max one); they are then stored with the weights (buffers ``z``,
+    ``t`` and ``deltas``), as HyenaDNA's checkpoints store them. Without it the features are recomputed for each
+    length, spanning [0, 1] whatever L is.
+    """
 
     def __init__(self, d_model: int, emb_dim: int = 5, filter_order: int = 64, n_inner: int = 2, w: float = 10.0,
-                 fast_decay_pct: float = 0.3, slow_decay_pct: float = 1.5, target: float = 1e-2, shift: float = 0.0):
+                 fast_decay_pct: float = 0.3, slow_decay_pct: float = 1.5, target: float = 1e-2, shift: float = 0.0,
+                 l_max: int | None = None):
         super().__init__()
-        self.emb_dim = emb_dim
+        self.emb_dim, self.l_max = emb_dim, l_max
         layers: list[nn.Module] = [nn.Linear(emb_dim, filter_order), Sin(filter_order, w)]
         for _ in range(n_inner):
             layers += [nn.Linear(filter_order, filter_order), Sin(filter_order, w)]
@@ -55,12 +62,22 @@ class HyenaFilter(nn.Module):
         self.mlp = nn.Sequential(*layers)
         max_decay = math.log(target) / fast_decay_pct
         min_decay = math.log(target) / slow_decay_pct
-        self.register_buffer("deltas", torch.linspace(min_decay, max_decay, d_model)[None], persistent=False)
+        self.register_buffer("deltas", torch.linspace(min_decay, max_decay, d_model)[None],
+                             persistent=l_max is not None)
+        if l_max is not None:
+            z, t = positional_features(l_max, emb_dim)
+            self.register_buffer("z", z)
+            self.register_buffer("t", t)
         self.shift = shift
         self.bias = nn.Parameter(torch.randn(d_model))
 
     def forward(self, length: int) -> Tensor:
-        z, t = positional_features(length, self.emb_dim, self.bias.device)
+        if self.l_max is None:
+            z, t = positional_features(length, self.emb_dim, self.bias.device)
+        elif length > self.l_max:
+            raise ValueError(f"this Hyena filter was built for at most l_max={self.l_max} positions, got {length}")
+        else:
+            z, t = self.z[:length], self.t[:length]
         h = self.mlp(z) * (torch.exp(-t * self.deltas.abs()) + self.shift)  # (L, d_model)
         return h.t()
 
