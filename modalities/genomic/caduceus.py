@@ -9,7 +9,8 @@ stored flipped in sequence and channel. With RC(h) = h flipped in both the seque
 - the LM head: h₁ Wᵀ + flip_c(h₂) (P W)ᵀ, with P the complement permutation of the vocabulary.
 
 So the model is reverse-complement equivariant exactly: logits(rc(x)) = P · reverse(logits(x)) (tested). Parameters
-are those of a d-channel model; compute is that of two. The vocabulary is HyenaDNA's character ids (A 7, C 8, G 9,
+are those of a d-channel model; compute is that of two. ``d_model`` here is the width of one strand: Caduceus'
+own configs give the doubled width (d_model 256 = 2 × 128 per strand). The vocabulary is HyenaDNA's character ids (A 7, C 8, G 9,
 T 10, N 11); masked-LM or next-token training both fit on top.
 """
 
