@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 
 import torch
+from torch import Tensor
 from torch.utils.data import DataLoader
 
 import lightning as L
 
 from zoo.lm import CausalLM, LMConfig
+
+from .caduceus import Caduceus, CaduceusConfig
 
 from ..text.lightning import adamw_warmup_cosine
 from .fasta import FastaWindows
@@ -107,3 +111,59 @@ class FastaDataModule(L.LightningDataModule):
 
     def val_dataloader(self):
         return self._loader(self._windows("tiled", (1 - self.hparams.val_fraction, 1.0), None))
+
+
+def mask_for_mlm(ids: Tensor, tokenizer: SequenceTokenizer, prob: float, generator: torch.Generator,
+                 symbols: list[int]) -> tuple[Tensor, Tensor]:
+    """BERT's masking: ``prob`` of the predictable tokens become targets; of those 80% turn into [MASK], 10% into a
+    random symbol, 10% stay. Padding, [UNK] and N are never targets. → (masked ids, labels with -100 elsewhere)."""
+    can = (ids != tokenizer.pad_token_id) & (ids != tokenizer.unk_token_id)
+    if "N" in tokenizer.vocab:
+        can &= ids != tokenizer.vocab["N"]
+    pick = (torch.rand(ids.shape, generator=generator) < prob) & can
+    labels = ids.masked_fill(~pick, -100)
+    roll = torch.rand(ids.shape, generator=generator)
+    out = ids.clone()
+    out[pick & (roll < 0.8)] = tokenizer.mask_token_id
+    rand = pick & (roll >= 0.8) & (roll < 0.9)
+    choices = torch.tensor(symbols)
+    out[rand] = choices[torch.randint(len(symbols), (int(rand.sum()),), generator=generator)]
+    return out, labels
+
+
+class GenomicMLMModule(L.LightningModule):
+    """Masked-LM training of a bidirectional DNA model (Caduceus-PS); logs loss and bits per masked base."""
+
+    def __init__(self, model: CaduceusConfig, lr: float = 1e-3, weight_decay: float = 0.1, warmup_steps: int = 50,
+                 min_lr_ratio: float = 0.1, mask_prob: float = 0.15, seed: int = 0):
+        super().__init__()
+        self.save_hyperparameters(
+            {"zoo_model": {"arch": Caduceus.arch, "config": asdict(model), "prefix": "model."}, "lr": lr,
+             "weight_decay": weight_decay, "warmup_steps": warmup_steps, "min_lr_ratio": min_lr_ratio,
+             "mask_prob": mask_prob, "seed": seed}
+        )
+        self.model = Caduceus(model)
+        self.tokenizer = CharTokenizer()
+        self._gen = torch.Generator().manual_seed(seed)
+        self._symbols = [self.tokenizer.vocab[c] for c in "ACGT"]
+
+    def _step(self, batch, stage: str, generator: torch.Generator):
+        ids, labels = mask_for_mlm(batch["input_ids"], self.tokenizer, self.hparams.mask_prob, generator,
+                                   self._symbols)
+        out = self.model(ids, labels=labels)
+        n = len(ids)
+        self.log(f"{stage}/loss", out.loss, prog_bar=True, batch_size=n, sync_dist=stage == "val")
+        self.log(f"{stage}/bits_per_base", out.loss / math.log(2), prog_bar=stage == "val", batch_size=n,
+                 sync_dist=stage == "val")
+        return out.loss
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train", self._gen)
+
+    def validation_step(self, batch, batch_idx):
+        # the same masks on every validation pass, so that figures compare across steps
+        self._step(batch, "val", torch.Generator().manual_seed(10_000 + batch_idx))
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        return adamw_warmup_cosine(self, hp.lr, hp.weight_decay, (0.9, 0.95), hp.warmup_steps, hp.min_lr_ratio)
