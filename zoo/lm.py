@@ -275,6 +275,22 @@ def _with_overrides(cfg: LMConfig, overrides: dict) -> LMConfig:
     return replace(cfg, **overrides) if overrides else cfg
 
 
+def greedy_tokens(lm: CausalLM, out: LMOutput, cache: KVCache, last_position: Tensor, max_new_tokens: int,
+                  eos_token_id: int | None, step=lambda pos: pos + 1):
+    """Greedy decoding after a prefill (``out`` with its ``cache``): yields token ids until EOS or the limit.
+    ``last_position``: the position ids of the last prompt token ((B, 1) or per frequency pair (B, 1, F)); ``step``
+    maps one token's positions to the next's (V2PE resumes at floor + 1; Partial YaRN advances both tracks)."""
+    pos = last_position
+    for _ in range(max_new_tokens):
+        nxt = out.logits[:, -1].argmax(-1)
+        token = int(nxt.item())
+        if token == eos_token_id:
+            return
+        yield token
+        pos = step(pos)
+        out = lm(nxt[:, None], position_ids=pos, cache=cache)
+
+
 def labels_exact_match(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Per-sample 1.0 when every labelled token is the argmax one step before it (teacher forcing), else 0.0."""
     pred = logits[:, :-1].argmax(-1)

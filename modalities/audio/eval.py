@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from zoo.lm import labels_exact_match
 from zoo.registry import EVAL_TASKS
 
-from ..text.eval import _floats, plot_passkey
+from ..text.eval import _floats, check_depths, plot_passkey
 from .lightning import MODEL_INPUTS
 from .needle import NeedleSet, NeedleTask, collate
 from .partial_yarn import PartialYarnConfig
@@ -74,9 +74,7 @@ class AudioNeedleTask:
 
         from .qwen2_audio import Qwen2Audio
 
-        for d in args.depths:
-            if not 0 <= d <= 1:
-                raise SystemExit(f"--depths: {d} is outside [0, 1]")
+        check_depths(args.depths)
         schemes = [s.strip() for s in args.positions.split(",") if s.strip()]
         for s in schemes:
             if s not in POSITIONS:

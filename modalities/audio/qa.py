@@ -42,20 +42,13 @@ def generate_tokens(model: Qwen2Audio, input_ids: torch.Tensor, input_features: 
                     feature_attention_mask: torch.Tensor, max_new_tokens: int, eos_token_id: int | None,
                     partial_yarn: bool | None = None) -> Iterator[int]:
     """Greedy decoding for one prompt (1, L); yields token ids until EOS or the limit."""
-    from zoo.lm import KVCache
+    from zoo.lm import KVCache, greedy_tokens
 
     kwargs = model.build_inputs(input_ids, input_features, feature_attention_mask, partial_yarn=partial_yarn)
     cache = KVCache.empty(len(model.lm.blocks))
     out = model.lm(cache=cache, **kwargs)
-    last = kwargs["position_ids"][:, -1:]  # (1, 1) or (1, 1, n_freq): both tracks of the last prompt token
-    for _ in range(max_new_tokens):
-        nxt = out.logits[:, -1].argmax(-1)
-        token = int(nxt.item())
-        if token == eos_token_id:
-            return
-        yield token
-        last = last + 1
-        out = model.lm(nxt[:, None], position_ids=last, cache=cache)
+    # (1, 1) or (1, 1, n_freq) positions: +1 moves both Partial YaRN tracks on together
+    yield from greedy_tokens(model.lm, out, cache, kwargs["position_ids"][:, -1:], max_new_tokens, eos_token_id)
 
 
 def answer(model: Qwen2Audio, audio: str | Path, question: str, max_new_tokens: int = 64, tokenizer=None,

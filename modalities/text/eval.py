@@ -28,6 +28,13 @@ _floats = _number_list(float, "numbers")
 _ints = _number_list(int, "integers")
 
 
+def check_depths(depths: list[float]) -> None:
+    """Needle depths are fractions of the context: anything outside [0, 1] stops the eval with its value."""
+    for d in depths:
+        if not 0 <= d <= 1:
+            raise SystemExit(f"--depths: {d} is outside [0, 1]")
+
+
 @torch.no_grad()
 def passkey_accuracy(model, lengths, depths, samples_per_depth: int, batch_size: int, seed: int = 1234,
                      progress: bool = True) -> tuple[dict, dict]:
@@ -116,9 +123,7 @@ class PasskeyTask:
     def run(self, args) -> dict:
         from zoo.loading import load_pretrained
 
-        for d in args.depths:
-            if not 0 <= d <= 1:
-                raise SystemExit(f"--depths: {d} is outside [0, 1]")
+        check_depths(args.depths)
         ckpt = Path(args.ckpt)
         base = load_pretrained(ckpt, **({"attn_backend": args.backend} if args.backend else {}))
         trained = base.config.max_position_embeddings

@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from zoo.registry import EVAL_TASKS
 
-from ..text.eval import _floats, _ints
+from ..text.eval import _floats, _ints, check_depths
 from .lightning import expanded_labels
 from .vniah import Haystack, VNIAHSet, collate, labels_exact_match
 
@@ -85,9 +85,7 @@ class VNIAHTask:
 
         from .longva import LongVA
 
-        for d in args.depths:
-            if not 0 <= d <= 1:
-                raise SystemExit(f"--depths: {d} is outside [0, 1]")
+        check_depths(args.depths)
         if args.v2pe_delta is not None and not 0 < args.v2pe_delta <= 1:
             raise SystemExit(f"--v2pe-delta: {args.v2pe_delta} is outside (0, 1]")
         ckpt = Path(args.ckpt)

@@ -37,20 +37,14 @@ def prompt_ids(question: str, tokenizer=None) -> list[int]:
 def generate_tokens(model: LongVA, input_ids: torch.Tensor, videos: list[torch.Tensor], max_new_tokens: int,
                     eos_token_id: int | None) -> Iterator[int]:
     """Greedy decoding for one prompt (1, L) with its videos; yields token ids until EOS or the limit."""
-    from zoo.lm import KVCache
+    from zoo.lm import KVCache, greedy_tokens
 
     embeds, _, positions, _ = model.build_inputs(input_ids, videos)
     cache = KVCache.empty(len(model.lm.blocks))
     out = model.lm(inputs_embeds=embeds, position_ids=positions, cache=cache)
-    pos = positions[:, -1:]
-    for _ in range(max_new_tokens):
-        nxt = out.logits[:, -1].argmax(-1)
-        token = int(nxt.item())
-        if token == eos_token_id:
-            return
-        yield token
-        pos = pos.floor() + 1  # text after the (possibly fractional V2PE) prompt positions steps by 1
-        out = model.lm(nxt[:, None], position_ids=pos, cache=cache)
+    # text after the (possibly fractional V2PE) prompt positions steps by 1 from the floor
+    yield from greedy_tokens(model.lm, out, cache, positions[:, -1:], max_new_tokens, eos_token_id,
+                             step=lambda pos: pos.floor() + 1)
 
 
 def answer(model: LongVA, video: str | Path, question: str, num_frames: int | None = 16, fps: float | None = None,
