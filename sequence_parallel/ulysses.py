@@ -135,9 +135,11 @@ class _UlyssesAttention(torch.autograd.Function):
         dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
         for (sq, sk), lse in zip(ctx.chunks, lses):
             # Delta = Σ_d dout · out per row is all the backward needs of out: computed here, it travels as (…, 1)
-            delta = (grad_out.index_select(1, sq).float() * out.index_select(1, sq).float()).sum(-1, keepdim=True)
+            dout_c = grad_out.index_select(1, sq)  # selected once: it feeds Delta and is sent itself
+            delta = (dout_c.float() * out.index_select(1, sq).float()).sum(-1, keepdim=True)
             qh, kh, vh, doh, delta_h = (seq_to_heads(t.index_select(1, s) if s is not None else t, group)
-                                        for t, s in ((q, sq), (k, sk), (v, sk), (grad_out, sq), (delta, None)))
+                                        for t, s in ((q, sq), (k, sk), (v, sk), (dout_c, None), (delta, None)))
+            del dout_c
             dqh, dkh, dvh = chunked_backward(qh, kh, vh, None, lse, doh, None, mask, scale, PARTIAL_BLOCK,
                                              PARTIAL_BLOCK, delta=delta_h[..., 0])
             del qh, kh, vh, doh, delta_h

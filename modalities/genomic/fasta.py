@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from zoo.paths import cache_dir
+
 from .tokenizers import CharTokenizer, SequenceTokenizer
 
 log = logging.getLogger(__name__)
@@ -51,8 +53,6 @@ def open_fasta(path: str | Path):
     writable = os.access(path.parent, os.W_OK) and path.parent.stat().st_mode & 0o200  # root passes os.access alone
     if not Path(str(path) + ".fai").exists() and not writable:
         # a read-only folder (shared data, a mounted genome): the index goes to the cache instead of next to the file
-        from ..video.vniah import cache_dir
-
         key = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:16]
         where = cache_dir() / "fai"
         where.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import Dataset, IterableDataset
 
 from zoo.lm import labels_exact_match  # noqa: F401  (re-exported: V-NIAH's scoring)
+from zoo.paths import cache_dir
 
 from ..text.tokenizer import ByteTokenizer
 from .frames import read_frames
@@ -30,10 +31,6 @@ from .qa import prompt_ids
 log = logging.getLogger(__name__)
 QUESTION = "\nWhich digit is written on the needle frame? Answer: "
 TOKENIZER = ByteTokenizer()
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("ZOO_CACHE", Path.home() / ".cache" / "zoo"))
 
 
 def make_haystack_video(path: str | Path, num_frames: int = 600, size: int = 64, fps: int = 8, seed: int = 0) -> Path:
