@@ -109,6 +109,16 @@ def load_zoo_checkpoint(path: Path, **overrides) -> nn.Module:
     return model
 
 
+def checkpoint_hparams(path: str | os.PathLike) -> dict:
+    """``hyper_parameters`` and ``datamodule_hyper_parameters`` of a ``zoo.fit`` checkpoint (read with
+    ``weights_only=True``); {} for a directory, which carries no training settings."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    return {k: ckpt.get(k) or {} for k in ("hyper_parameters", "datamodule_hyper_parameters")}
+
+
 def load_pretrained(
     path_or_id: str | os.PathLike,
     *,
