@@ -57,6 +57,9 @@ class CaduceusConfig:
     complement: dict[int, int] = field(default_factory=lambda: dict(DNA_COMPLEMENT))
     rcps: bool = True  # False: Caduceus-Ph / LC-PLM (no reverse-complement sharing)
     swap_strands: bool = False  # the original's fused add-norm order (see the module docstring)
+    # std of the (tied) embedding's normal init, Caduceus' initializer_range: with nn.Embedding's default of 1 the
+    # tied head starts with logits of std ≈ √d_model, and a masked LM starts near 45 nats instead of ln(V)
+    init_std: float = 0.02
 
     def permutation(self) -> list[int]:
         """Vocabulary permutation of the complement (identity for ids without a partner); must be an involution."""
@@ -104,6 +107,7 @@ class Caduceus(nn.Module):
         super().__init__()
         self.config = config
         self.embed = nn.Embedding(config.vocab_size, config.d_model)
+        nn.init.normal_(self.embed.weight, std=config.init_std)
         if config.rcps:
             self.blocks = nn.ModuleList(RCPSBlock(config) for _ in range(config.n_layer))
             self.norm_f = RCPSNorm(config.norm, config.d_model, config.norm_eps)

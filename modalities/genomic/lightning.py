@@ -16,8 +16,11 @@ from zoo.lm import CausalLM, LMConfig
 from .caduceus import Caduceus, CaduceusConfig
 
 from ..text.lightning import adamw_warmup_cosine
+from ..text.passkey import answer_exact_match
 from .fasta import FastaWindows
-from .tokenizers import CharTokenizer, KmerTokenizer, SequenceTokenizer
+from .passkey import DnaPasskeySet, DnaPasskeyStream, masked_exact_match
+from .proteins import STANDARD, ProteinRecords, synthetic_protein_file
+from .tokenizers import CharTokenizer, KmerTokenizer, ProteinTokenizer, SequenceTokenizer
 
 
 def make_tokenizer(kind: str, k: int = 6) -> SequenceTokenizer:
@@ -25,7 +28,19 @@ def make_tokenizer(kind: str, k: int = 6) -> SequenceTokenizer:
         return CharTokenizer()
     if kind == "kmer":
         return KmerTokenizer(k)
-    raise ValueError(f"tokenizer must be 'char' or 'kmer', got {kind!r}")
+    if kind == "protein":
+        return ProteinTokenizer()
+    raise ValueError(f"tokenizer must be 'char', 'kmer' or 'protein', got {kind!r}")
+
+
+def not_a_target(ids: Tensor, tokenizer: SequenceTokenizer) -> Tensor:
+    """Tokens never predicted: special tokens (padding, [UNK], …) and, for DNA, N (for proteins N is asparagine)."""
+    out = torch.zeros_like(ids, dtype=torch.bool)
+    for i in tokenizer.special_ids:
+        out |= ids == i
+    if tokenizer.kind == "char":
+        out |= ids == tokenizer.vocab["N"]
+    return out
 
 
 class GenomicLMModule(L.LightningModule):
@@ -36,7 +51,8 @@ class GenomicLMModule(L.LightningModule):
                  min_lr_ratio: float = 0.1, bases_per_token: int = 1):
         super().__init__()
         self.save_hyperparameters(
-            {"zoo_model": {"arch": CausalLM.arch, "config": model.to_dict(), "prefix": "model."}, "lr": lr,
+            {"zoo_model": {"arch": CausalLM.arch, "config": model.to_dict(), "prefix": "model.", "tokenizer": "char"},
+             "lr": lr,
              "weight_decay": weight_decay, "warmup_steps": warmup_steps, "min_lr_ratio": min_lr_ratio,
              "bases_per_token": bases_per_token}
         )
@@ -48,6 +64,9 @@ class GenomicLMModule(L.LightningModule):
         self.log(f"{stage}/loss", out.loss, prog_bar=True, batch_size=n, sync_dist=stage == "val")
         bpb = out.loss / math.log(2) / self.hparams.bases_per_token
         self.log(f"{stage}/bits_per_base", bpb, prog_bar=stage == "val", batch_size=n, sync_dist=stage == "val")
+        if stage == "val" and "answer_mask" in batch:  # DNA passkey batches
+            acc = answer_exact_match(out.logits, batch["input_ids"], batch["answer_mask"]).mean()
+            self.log("val/passkey_acc", acc, prog_bar=True, batch_size=n, sync_dist=True)
         return out.loss
 
     def training_step(self, batch, batch_idx):
@@ -71,11 +90,7 @@ def collate_windows(batch: list[dict], tokenizer: SequenceTokenizer) -> dict:
             ids[i, n - m:] = b["input_ids"]
         else:
             ids[i, :m] = b["input_ids"]
-    ignore = ids == tokenizer.pad_token_id
-    ignore |= ids == tokenizer.unk_token_id
-    if "N" in tokenizer.vocab:
-        ignore |= ids == tokenizer.vocab["N"]
-    return {"input_ids": ids, "labels": ids.masked_fill(ignore, -100)}
+    return {"input_ids": ids, "labels": ids.masked_fill(not_a_target(ids, tokenizer), -100)}
 
 
 class FastaDataModule(L.LightningDataModule):
@@ -116,10 +131,8 @@ class FastaDataModule(L.LightningDataModule):
 def mask_for_mlm(ids: Tensor, tokenizer: SequenceTokenizer, prob: float, generator: torch.Generator,
                  symbols: list[int]) -> tuple[Tensor, Tensor]:
     """BERT's masking: ``prob`` of the predictable tokens become targets; of those 80% turn into [MASK], 10% into a
-    random symbol, 10% stay. Padding, [UNK] and N are never targets. → (masked ids, labels with -100 elsewhere)."""
-    can = (ids != tokenizer.pad_token_id) & (ids != tokenizer.unk_token_id)
-    if "N" in tokenizer.vocab:
-        can &= ids != tokenizer.vocab["N"]
+    random symbol, 10% stay. Special tokens and DNA's N are never targets. → (masked ids, labels, -100 elsewhere)."""
+    can = ~not_a_target(ids, tokenizer)
     pick = (torch.rand(ids.shape, generator=generator) < prob) & can
     labels = ids.masked_fill(~pick, -100)
     roll = torch.rand(ids.shape, generator=generator)
@@ -132,28 +145,42 @@ def mask_for_mlm(ids: Tensor, tokenizer: SequenceTokenizer, prob: float, generat
 
 
 class GenomicMLMModule(L.LightningModule):
-    """Masked-LM training of a bidirectional DNA model (Caduceus-PS); logs loss and bits per masked base."""
+    """Masked-LM training of a bidirectional model: Caduceus over DNA (``tokenizer: char``; logs bits per masked
+    base) or LC-PLM's BiMamba over amino acids (``tokenizer: protein``; bits per masked residue)."""
 
     def __init__(self, model: CaduceusConfig, lr: float = 1e-3, weight_decay: float = 0.1, warmup_steps: int = 50,
-                 min_lr_ratio: float = 0.1, mask_prob: float = 0.15, seed: int = 0):
+                 min_lr_ratio: float = 0.1, mask_prob: float = 0.15, seed: int = 0, tokenizer: str = "char"):
         super().__init__()
+        if tokenizer not in ("char", "protein"):
+            raise ValueError(f"GenomicMLMModule tokenizer must be 'char' or 'protein', got {tokenizer!r}")
+        self.tokenizer = make_tokenizer(tokenizer)
+        if model.vocab_size < self.tokenizer.vocab_size:
+            raise ValueError(f"model.vocab_size={model.vocab_size} is smaller than the {tokenizer} tokenizer's "
+                             f"{self.tokenizer.vocab_size} ids")
         self.save_hyperparameters(
-            {"zoo_model": {"arch": Caduceus.arch, "config": asdict(model), "prefix": "model."}, "lr": lr,
+            {"zoo_model": {"arch": Caduceus.arch, "config": asdict(model), "prefix": "model.", "tokenizer": tokenizer},
+             "lr": lr,
              "weight_decay": weight_decay, "warmup_steps": warmup_steps, "min_lr_ratio": min_lr_ratio,
-             "mask_prob": mask_prob, "seed": seed}
+             "mask_prob": mask_prob, "seed": seed, "tokenizer": tokenizer}
         )
         self.model = Caduceus(model)
-        self.tokenizer = CharTokenizer()
         self._gen = torch.Generator().manual_seed(seed)
-        self._symbols = [self.tokenizer.vocab[c] for c in "ACGT"]
+        self._symbols = [self.tokenizer.vocab[c] for c in ("ACGT" if tokenizer == "char" else STANDARD)]
+        self._unit = "base" if tokenizer == "char" else "residue"
 
     def _step(self, batch, stage: str, generator: torch.Generator):
-        ids, labels = mask_for_mlm(batch["input_ids"], self.tokenizer, self.hparams.mask_prob, generator,
-                                   self._symbols)
+        if "answer_mask" in batch:  # DNA passkey: the answer is masked already and is the only target
+            ids, labels = batch["input_ids"], batch["labels"]
+        else:
+            ids, labels = mask_for_mlm(batch["input_ids"], self.tokenizer, self.hparams.mask_prob, generator,
+                                       self._symbols)
         out = self.model(ids, labels=labels)
         n = len(ids)
+        if stage == "val" and "answer_mask" in batch:
+            acc = masked_exact_match(out.logits, labels, batch["answer_mask"]).mean()
+            self.log("val/passkey_acc", acc, prog_bar=True, batch_size=n, sync_dist=True)
         self.log(f"{stage}/loss", out.loss, prog_bar=True, batch_size=n, sync_dist=stage == "val")
-        self.log(f"{stage}/bits_per_base", out.loss / math.log(2), prog_bar=stage == "val", batch_size=n,
+        self.log(f"{stage}/bits_per_{self._unit}", out.loss / math.log(2), prog_bar=stage == "val", batch_size=n,
                  sync_dist=stage == "val")
         return out.loss
 
@@ -167,3 +194,57 @@ class GenomicMLMModule(L.LightningModule):
     def configure_optimizers(self):
         hp = self.hparams
         return adamw_warmup_cosine(self, hp.lr, hp.weight_decay, (0.9, 0.95), hp.warmup_steps, hp.min_lr_ratio)
+
+
+class DnaPasskeyDataModule(L.LightningDataModule):
+    """Synthetic DNA passkey samples (:mod:`zoo.modalities.genomic.passkey`): training at a length drawn per batch
+    from [min_seq_len, seq_len], validation on a fixed grid at ``seq_len``. ``masked`` for masked-LM models (the
+    answer is given as [MASK]). Nothing is read from disk or downloaded."""
+
+    def __init__(self, seq_len: int = 1024, min_seq_len: int | None = 256, batch_size: int = 16,
+                 val_per_depth: int = 8, key_len: int = 6, masked: bool = False, train_repeats: int = 2,
+                 seed: int = 0, num_workers: int = 0):
+        super().__init__()
+        self.save_hyperparameters()
+
+    def train_dataloader(self):
+        hp = self.hparams
+        return DataLoader(DnaPasskeyStream(hp.seq_len, hp.seed, hp.key_len, hp.masked, hp.min_seq_len,
+                                           group=hp.batch_size, repeats=hp.train_repeats),
+                          batch_size=hp.batch_size, num_workers=hp.num_workers)
+
+    def val_dataloader(self):
+        hp = self.hparams
+        data = DnaPasskeySet(hp.seq_len, n_per_depth=hp.val_per_depth, key_len=hp.key_len, masked=hp.masked)
+        return DataLoader(data, batch_size=hp.batch_size)
+
+
+class ProteinDataModule(L.LightningDataModule):
+    """Whole protein records (cropped to ``max_len``) from ``path`` (FASTA files, plain or bgzip), a fixed
+    ``val_fraction`` of records held out by name; without ``path``, a synthetic Markov-chain protein set written once
+    to the cache (:mod:`zoo.modalities.genomic.proteins`)."""
+
+    def __init__(self, path: str | list[str] | None = None, max_len: int = 256, batch_size: int = 16,
+                 val_fraction: float = 0.1, n_synthetic: int = 2000, seed: int = 0, num_workers: int = 0):
+        super().__init__()
+        self.save_hyperparameters()
+        self.tokenizer = ProteinTokenizer()
+
+    @property
+    def paths(self) -> list[str]:
+        p = self.hparams.path
+        if p is None:
+            return [str(synthetic_protein_file(self.hparams.seed, self.hparams.n_synthetic))]
+        return [p] if isinstance(p, str) else list(p)
+
+    def _loader(self, split: str, shuffle: bool):
+        hp = self.hparams
+        data = ProteinRecords(self.paths, hp.max_len, split, hp.val_fraction, self.tokenizer, hp.seed)
+        return DataLoader(data, batch_size=hp.batch_size, shuffle=shuffle, num_workers=hp.num_workers,
+                          collate_fn=lambda b: collate_windows(b, self.tokenizer))
+
+    def train_dataloader(self):
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self):
+        return self._loader("val", shuffle=False)

@@ -35,23 +35,49 @@ def check_depths(depths: list[float]) -> None:
             raise SystemExit(f"--depths: {d} is outside [0, 1]")
 
 
+def causal_exact_match(logits, batch) -> torch.Tensor:
+    return answer_exact_match(logits, batch["input_ids"], batch["answer_mask"])
+
+
 @torch.no_grad()
 def passkey_accuracy(model, lengths, depths, samples_per_depth: int, batch_size: int, seed: int = 1234,
-                     progress: bool = True) -> tuple[dict, dict]:
-    """Exact-match accuracy per length, and per (length, depth)."""
+                     progress: bool = True, make_set=None, score=causal_exact_match) -> tuple[dict, dict]:
+    """Exact-match accuracy per length, and per (length, depth). ``make_set(length, depths, n, seed)`` builds the
+    samples (the byte-level text passkey by default); ``score(logits, batch)`` gives 1/0 per sample."""
+    make_set = make_set or (lambda length, d, n, s: PasskeySet(length, d, n, seed=s))
     acc, by_depth = {}, {}
     for length in lengths:
-        data = PasskeySet(length, depths, samples_per_depth, seed=seed)
+        data = make_set(length, depths, samples_per_depth, seed)
         hits = {d: [] for d in depths}
         loader = DataLoader(data, batch_size=batch_size)
         for batch in tqdm(loader, desc=f"passkey @ {length}", disable=not progress, leave=False):
-            logits = model(batch["input_ids"]).logits
-            ok = answer_exact_match(logits, batch["input_ids"], batch["answer_mask"])
+            ok = score(model(batch["input_ids"]).logits, batch)
             for d, o in zip(batch["depth"].tolist(), ok.tolist()):
                 hits[min(depths, key=lambda x: abs(x - d))].append(o)
         by_depth[str(length)] = {str(d): sum(v) / len(v) for d, v in hits.items()}
         acc[str(length)] = sum(sum(v) for v in hits.values()) / len(data)
     return acc, by_depth
+
+
+def passkey_data(ckpt: Path, model) -> dict:
+    """Which passkey a checkpoint was trained for: DNA (character ids) or byte-level text, its training length, and
+    for DNA the key length and whether the model is a masked LM."""
+    from zoo.loading import checkpoint_hparams
+    from zoo.modalities.genomic.hyenadna import is_hyenadna_directory
+
+    hp = checkpoint_hparams(ckpt)
+    data_hp = hp.get("datamodule_hyper_parameters") or {}
+    tokenizer = ((hp.get("hyper_parameters") or {}).get("zoo_model") or {}).get("tokenizer")
+    if tokenizer is None and ckpt.is_dir() and is_hyenadna_directory(ckpt):
+        tokenizer = "char"
+    trained = data_hp.get("seq_len") or getattr(model.config, "max_position_embeddings", None)
+    if trained is None:
+        raise SystemExit(f"--ckpt {ckpt}: cannot tell the training length (no data seq_len, no "
+                         "max_position_embeddings)")
+    if tokenizer != "char":
+        return {"kind": "text", "trained_length": trained}
+    return {"kind": "dna", "trained_length": trained, "key_len": data_hp.get("key_len", 6),
+            "masked": not getattr(model, "is_causal", True)}
 
 
 def plot_passkey(runs: dict[str, dict], path: Path, title: str, xlabel: str = "context length (tokens)",
@@ -126,9 +152,23 @@ class PasskeyTask:
         check_depths(args.depths)
         ckpt = Path(args.ckpt)
         base = load_pretrained(ckpt, **({"attn_backend": args.backend} if args.backend else {}))
-        trained = base.config.max_position_embeddings
+        data = passkey_data(ckpt, base)
+        trained = data["trained_length"]
+        make_set, score = None, causal_exact_match
+        if data["kind"] == "dna":
+            from zoo.modalities.genomic.passkey import DnaPasskeySet, masked_exact_match
+
+            def make_set(length, depths, n, seed):
+                return DnaPasskeySet(length, depths, n, seed, key_len=data["key_len"], masked=data["masked"])
+
+            if data["masked"]:
+                def score(logits, batch):
+                    return masked_exact_match(logits, batch["labels"], batch["answer_mask"])
+        scalings = [s.strip() for s in args.rope_scaling.split(",") if s.strip()]
+        if any(s != "none" for s in scalings) and getattr(base, "rotary", None) is None:
+            raise SystemExit(f"--rope-scaling {args.rope_scaling}: {type(base).__name__} has no RoPE to scale")
         runs: dict[str, dict] = {}
-        for name in [s.strip() for s in args.rope_scaling.split(",") if s.strip()]:
+        for name in scalings:
             acc, by_depth, factors = {}, {}, {}
             for length in args.lengths:
                 # default factor: just enough to stretch the trained window over this length (1 = no scaling)
@@ -141,7 +181,7 @@ class PasskeyTask:
                     model.load_state_dict(base.state_dict())
                     model.eval()
                 a, d = passkey_accuracy(model, [length], args.depths, args.samples_per_depth, args.batch_size,
-                                        args.seed)
+                                        args.seed, make_set=make_set, score=score)
                 acc.update(a)
                 by_depth.update(d)
                 factors[str(length)] = 1.0 if name == "none" else factor
@@ -151,6 +191,7 @@ class PasskeyTask:
         first = next(iter(runs.values()))
         result = {
             "task": "passkey",
+            "data": data["kind"],
             "checkpoint": str(ckpt),
             "trained_length": trained,
             "samples_per_depth": args.samples_per_depth,
@@ -161,7 +202,7 @@ class PasskeyTask:
         }
         # table
         header = f"{'rope scaling':<14}" + "".join(f"{length:>8}" for length in args.lengths)
-        print(f"passkey accuracy ({args.samples_per_depth} × {len(args.depths)} depths per length; "
+        print(f"{data['kind']} passkey accuracy ({args.samples_per_depth} × {len(args.depths)} depths per length; "
               f"trained at {trained})")
         print(header)
         for name, run in runs.items():
@@ -173,8 +214,9 @@ class PasskeyTask:
 
         write_json(result, out_dir / f"{stem}.json")
         factor_note = f"factor {args.rope_factor:g}" if args.rope_factor else f"factor = length / {trained}"
-        plot_passkey(runs, out_dir / f"{stem}.png",
-                     f"passkey retrieval — {ckpt.name} (trained at {trained}; scaled runs: {factor_note})")
+        what = "DNA passkey" if data["kind"] == "dna" else "passkey"
+        scaled = f"; scaled runs: {factor_note}" if len(runs) > 1 or "none" not in runs else ""
+        plot_passkey(runs, out_dir / f"{stem}.png", f"{what} retrieval — {ckpt.name} (trained at {trained}{scaled})")
         print(f"wrote {out_dir / (stem + '.json')} and {out_dir / (stem + '.png')}")
         return result
 
