@@ -126,6 +126,19 @@ def plot_passkey(runs: dict[str, dict], path: Path, title: str, xlabel: str = "c
     plt.close(fig)
 
 
+def plot_passkey_files(files: dict[str, Path], path: Path, title: str) -> None:
+    """One figure from several ``zoo.eval passkey`` JSON files (label → file): curves side by side, a heat map
+    each."""
+    import json
+
+    runs = {}
+    for label, f in files.items():
+        r = json.loads(Path(f).read_text())
+        runs[label] = {"accuracy": r["accuracy"], "accuracy_by_depth": r["accuracy_by_depth"],
+                       "trained_length": r["trained_length"]}
+    plot_passkey(runs, path, title)
+
+
 class PasskeyTask:
     help = "passkey retrieval accuracy vs context length and depth (optionally with RoPE scaling)"
 
