@@ -80,6 +80,11 @@ def passkey_data(ckpt: Path, model) -> dict:
             "masked": not getattr(model, "is_causal", True)}
 
 
+def _tick(n: float) -> str:
+    """512 → '512', 32768 → '32K': long-context lengths stay readable side by side."""
+    return f"{n / 1024:g}K" if n >= 2048 and n % 1024 == 0 else f"{n:g}"
+
+
 def plot_passkey(runs: dict[str, dict], path: Path, title: str, xlabel: str = "context length (tokens)",
                  ylabel: str = "passkey accuracy", depth_label: str = "key depth") -> None:
     """Accuracy against length for every run, beside one depth × length heatmap per run (other needle tasks too)."""
@@ -98,13 +103,13 @@ def plot_passkey(runs: dict[str, dict], path: Path, title: str, xlabel: str = "c
         ax.axvline(next(iter(runs.values()))["trained_length"], color="gray", ls="--", lw=1, label="training length")
     ax.set_xscale("log", base=2)
     all_lengths = sorted({float(k) for run in runs.values() for k in run["accuracy"]})
-    ax.set_xticks(all_lengths, [f"{n:g}" for n in all_lengths])
+    ax.set_xticks(all_lengths, [_tick(n) for n in all_lengths])
     ax.minorticks_off()
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="best", fontsize=8)
     ax.set_title("accuracy vs length")
     for i, (name, run) in enumerate(runs.items(), 1):
         ax = axes[0, i]
@@ -112,11 +117,11 @@ def plot_passkey(runs: dict[str, dict], path: Path, title: str, xlabel: str = "c
         depths = list(next(iter(run["accuracy_by_depth"].values())))
         grid = [[run["accuracy_by_depth"][length][d] for length in lengths] for d in depths]
         im = ax.imshow(grid, vmin=0, vmax=1, cmap="RdYlGn", aspect="auto", origin="upper")
-        ax.set_xticks(range(len(lengths)), lengths)
+        ax.set_xticks(range(len(lengths)), [_tick(float(n)) for n in lengths])
         ax.set_yticks(range(len(depths)), depths)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(depth_label)
-        ax.set_title(f"{name}: accuracy by depth")
+        ax.set_title(f"{name}: by depth", fontsize=10)
         for y, row in enumerate(grid):
             for x, v in enumerate(row):
                 ax.text(x, y, f"{v:.2f}", ha="center", va="center", fontsize=8)
