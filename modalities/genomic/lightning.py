@@ -48,13 +48,16 @@ class GenomicLMModule(L.LightningModule):
     (loss / ln 2 / bases per token)."""
 
     def __init__(self, model: LMConfig, lr: float = 1e-3, weight_decay: float = 0.1, warmup_steps: int = 50,
-                 min_lr_ratio: float = 0.1, bases_per_token: int = 1):
+                 min_lr_ratio: float = 0.1, bases_per_token: int = 1, tokenizer: str = "char"):
         super().__init__()
+        make_tokenizer(tokenizer)  # validate the name
+        # the tokenizer is recorded so that evals (the DNA passkey) know which ids the checkpoint speaks
         self.save_hyperparameters(
-            {"zoo_model": {"arch": CausalLM.arch, "config": model.to_dict(), "prefix": "model.", "tokenizer": "char"},
+            {"zoo_model": {"arch": CausalLM.arch, "config": model.to_dict(), "prefix": "model.",
+                           "tokenizer": tokenizer},
              "lr": lr,
              "weight_decay": weight_decay, "warmup_steps": warmup_steps, "min_lr_ratio": min_lr_ratio,
-             "bases_per_token": bases_per_token}
+             "bases_per_token": bases_per_token, "tokenizer": tokenizer}
         )
         self.model = CausalLM(model)
 
@@ -81,7 +84,8 @@ class GenomicLMModule(L.LightningModule):
 
 
 def collate_windows(batch: list[dict], tokenizer: SequenceTokenizer) -> dict:
-    """Pad on the tokenizer's side; labels are the ids except padding and N ([UNK] too), which are not predicted."""
+    """Pad on the tokenizer's side; labels are the ids except special tokens (padding, [UNK], …) and DNA's N, which
+    are not predicted."""
     n = max(len(b["input_ids"]) for b in batch)
     ids = torch.full((len(batch), n), tokenizer.pad_token_id)
     for i, b in enumerate(batch):

@@ -74,6 +74,9 @@ def passkey_data(ckpt: Path, model) -> dict:
     if trained is None:
         raise SystemExit(f"--ckpt {ckpt}: cannot tell the training length (no data seq_len, no "
                          "max_position_embeddings)")
+    if tokenizer in ("kmer", "protein"):
+        raise SystemExit(f"--ckpt {ckpt}: a {tokenizer}-token model; the passkey runs on byte-level text or "
+                         "character-level DNA models")
     if tokenizer != "char":
         return {"kind": "text", "trained_length": trained}
     return {"kind": "dna", "trained_length": trained, "key_len": data_hp.get("key_len", 6),
