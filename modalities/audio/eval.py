@@ -43,9 +43,9 @@ def needle_accuracy(model, task: NeedleTask, seconds: list[float], depths: list[
 
 def _training_data(ckpt: Path) -> dict:
     """The data module's hyper-parameters stored in a zoo.fit checkpoint (code length, seconds), else {}."""
-    if not ckpt.is_file():
-        return {}
-    return torch.load(ckpt, map_location="cpu", weights_only=True).get("datamodule_hyper_parameters") or {}
+    from zoo.loading import checkpoint_hparams
+
+    return checkpoint_hparams(ckpt).get("datamodule_hyper_parameters", {})
 
 
 class AudioNeedleTask:

@@ -24,6 +24,7 @@ the two strands' halves swapped. ``swap_strands`` reproduces it; it commutes wit
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -242,9 +243,9 @@ def state_dict_from_original(state: dict[str, Tensor], config: CaduceusConfig) -
             out[k] = v
     if head is not None and "embed.weight" in out and not torch.equal(head, out["embed.weight"]):
         raise ValueError("lm_head weight differs from the embedding: the zoo's Caduceus ties them, as the original")
-    tie = config.mixer_kwargs.get("tie", "projections")
-    for k in list(out):  # tied projections: the checkpoint may store the reverse copy or not
-        if tie == "projections" and ".mixer.fwd." in k and k.split(".mixer.fwd.")[1].startswith(("in_proj", "out_proj")):
+    if config.mixer_kwargs.get("tie", "projections") == "projections":
+        # tied projections: the checkpoint may store the reverse direction's copy or not
+        for k in [k for k in out if re.search(r"\.mixer\.fwd\.(in_proj|out_proj)\.", k)]:
             rev = k.replace(".mixer.fwd.", ".mixer.rev.")
             if rev in out and not torch.equal(out[rev], out[k]):
                 raise ValueError(f"{rev}: differs from the forward direction's, but bidirectional_weight_tie is set")

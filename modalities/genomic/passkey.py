@@ -18,9 +18,12 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
+from ..text.passkey import answer_exact_match
 from .tokenizers import CharTokenizer
 
-BASE_IDS = [CharTokenizer().vocab[c] for c in "ACGT"]
+_TOK = CharTokenizer()
+BASE_IDS = [_TOK.vocab[c] for c in "ACGT"]
+SEP_ID, MASK_ID = _TOK.vocab["[SEP]"], _TOK.mask_token_id
 KEY_LEN = 6
 
 
@@ -38,7 +41,6 @@ def make_dna_passkey(seq_len: int, depth: float, rng: random.Random, key_len: in
     bases back is easy to learn and is the same operation as copying it from far back, so the model finds the
     mechanism in hundreds of steps instead of sitting at chance (with ``repeats=0`` tiny models here stayed at chance
     for 1,400 steps). Evaluation never repeats."""
-    tok = CharTokenizer()
     if not 0.0 <= depth <= 1.0:
         raise ValueError(f"depth must be in [0, 1], got {depth}")
     if key_len < 1:
@@ -51,15 +53,14 @@ def make_dna_passkey(seq_len: int, depth: float, rng: random.Random, key_len: in
     hay = [rng.choice(BASE_IDS) for _ in range(budget)]
     key = [rng.choice(BASE_IDS) for _ in range(key_len)]
     cut = round(depth * budget)
-    sep = tok.vocab["[SEP]"]
-    ids = torch.tensor(hay[:cut] + [sep] + key + hay[cut:] + ([sep] + key) * (1 + repeats))
+    ids = torch.tensor(hay[:cut] + [SEP_ID] + key + hay[cut:] + ([SEP_ID] + key) * (1 + repeats))
     answer_mask = ids == -1
     for r in range(1 + repeats):
         end = seq_len - r * (key_len + 1)
         answer_mask[end - key_len: end] = True
     labels = ids.masked_fill(~answer_mask, -100)
     if masked:
-        ids = ids.masked_fill(answer_mask, tok.mask_token_id)
+        ids = ids.masked_fill(answer_mask, MASK_ID)
     return {"input_ids": ids, "labels": labels, "answer_mask": answer_mask, "depth": torch.tensor(float(depth))}
 
 
@@ -108,3 +109,18 @@ def masked_exact_match(logits: Tensor, labels: Tensor, answer_mask: Tensor) -> T
     """Per-sample 1.0 when the argmax at every answer position is its label (bidirectional models), else 0.0."""
     wrong = (logits.argmax(-1) != labels) & answer_mask
     return (~wrong.any(dim=1)).float()
+
+
+def eval_hooks(key_len: int, masked: bool):
+    """(make_set, score) for ``zoo.modalities.text.eval.passkey_accuracy``: this task's samples for a checkpoint
+    trained with ``key_len``-base keys, scored causally or, for a masked LM, at the [MASK] positions."""
+
+    def make_set(length, depths, n, seed):
+        return DnaPasskeySet(length, depths, n, seed, key_len=key_len, masked=masked)
+
+    def score(logits, batch):
+        if masked:
+            return masked_exact_match(logits, batch["labels"], batch["answer_mask"])
+        return answer_exact_match(logits, batch["input_ids"], batch["answer_mask"])
+
+    return make_set, score

@@ -96,7 +96,6 @@ class ProteinRecords(Dataset):
         if not self.records:
             raise ValueError(f"{', '.join(map(str, self.paths))}: no {split} records (val_fraction={val_fraction})")
         self._alphabet = set(self.tokenizer.vocab) - set(self.tokenizer.special_tokens)
-        self.epoch = 0
 
     def __len__(self) -> int:
         return len(self.records)
@@ -107,7 +106,8 @@ class ProteinRecords(Dataset):
         n = len(record)
         start = 0
         if n > self.max_len and self.split == "train":
-            start = int(np.random.default_rng([self.seed, self.epoch, i]).integers(0, n - self.max_len + 1))
+            # fixed per (seed, record): every epoch sees the same crop of a long record
+            start = int(np.random.default_rng([self.seed, i]).integers(0, n - self.max_len + 1))
         seq = str(record[start: start + self.max_len]).upper()
         bad = set(seq) - self._alphabet
         if bad:

@@ -177,14 +177,9 @@ class PasskeyTask:
         trained = data["trained_length"]
         make_set, score = None, causal_exact_match
         if data["kind"] == "dna":
-            from zoo.modalities.genomic.passkey import DnaPasskeySet, masked_exact_match
+            from zoo.modalities.genomic.passkey import eval_hooks
 
-            def make_set(length, depths, n, seed):
-                return DnaPasskeySet(length, depths, n, seed, key_len=data["key_len"], masked=data["masked"])
-
-            if data["masked"]:
-                def score(logits, batch):
-                    return masked_exact_match(logits, batch["labels"], batch["answer_mask"])
+            make_set, score = eval_hooks(data["key_len"], data["masked"])
         scalings = [s.strip() for s in args.rope_scaling.split(",") if s.strip()]
         if any(s != "none" for s in scalings) and getattr(base, "rotary", None) is None:
             raise SystemExit(f"--rope-scaling {args.rope_scaling}: {type(base).__name__} has no RoPE to scale")
