@@ -27,9 +27,9 @@ SEP_ID, MASK_ID = _TOK.vocab["[SEP]"], _TOK.mask_token_id
 KEY_LEN = 6
 
 
-def shortest_passkey(key_len: int = KEY_LEN) -> int:
-    """The shortest sample: the needle and the question, no haystack."""
-    return 2 * (key_len + 1)
+def shortest_passkey(key_len: int = KEY_LEN, repeats: int = 0) -> int:
+    """The shortest sample: the needle and the question (and its repeats), no haystack."""
+    return (2 + repeats) * (key_len + 1)
 
 
 def make_dna_passkey(seq_len: int, depth: float, rng: random.Random, key_len: int = KEY_LEN,
@@ -45,7 +45,7 @@ def make_dna_passkey(seq_len: int, depth: float, rng: random.Random, key_len: in
         raise ValueError(f"depth must be in [0, 1], got {depth}")
     if key_len < 1:
         raise ValueError(f"key_len must be ≥ 1, got {key_len}")
-    shortest = shortest_passkey(key_len) + repeats * (key_len + 1)
+    shortest = shortest_passkey(key_len, repeats)
     if seq_len < shortest:
         raise ValueError(f"seq_len={seq_len} is too short for a DNA passkey with a {key_len}-base key "
                          f"(needs ≥ {shortest})")
@@ -70,9 +70,10 @@ class DnaPasskeyStream(IterableDataset):
 
     def __init__(self, seq_len: int, seed: int = 0, key_len: int = KEY_LEN, masked: bool = False,
                  min_seq_len: int | None = None, group: int = 1, repeats: int = 0):
-        if min_seq_len is not None and not shortest_passkey(key_len) <= min_seq_len <= seq_len:
-            raise ValueError(f"min_seq_len must be in [{shortest_passkey(key_len)}, seq_len={seq_len}], "
-                             f"got {min_seq_len}")
+        shortest = shortest_passkey(key_len, repeats)
+        if not shortest <= (min_seq_len or seq_len) <= seq_len:
+            raise ValueError(f"min_seq_len must be in [{shortest}, seq_len={seq_len}] for {key_len}-base keys with "
+                             f"{repeats} repeats, got min_seq_len={min_seq_len}, seq_len={seq_len}")
         self.seq_len, self.seed, self.key_len, self.masked = seq_len, seed, key_len, masked
         self.min_seq_len, self.group, self.repeats = min_seq_len, group, repeats
 

@@ -41,6 +41,10 @@ def test_errors_and_reproducible_grid():
         make_dna_passkey(10, 0.5, random.Random(0))
     with pytest.raises(ValueError, match=r"depth must be in \[0, 1\], got 1.5"):
         make_dna_passkey(100, 1.5, random.Random(0))
+    from zoo.modalities.genomic import DnaPasskeyStream
+
+    with pytest.raises(ValueError, match=r"min_seq_len must be in \[28, seq_len=512\] for 6-base keys with 2 repeats"):
+        DnaPasskeyStream(512, min_seq_len=20, repeats=2)
     a, b = DnaPasskeySet(300, n_per_depth=3, seed=5), DnaPasskeySet(300, n_per_depth=3, seed=5)
     assert len(a) == 15 and all(torch.equal(a[i]["input_ids"], b[i]["input_ids"]) for i in range(15))
     assert not torch.equal(a[0]["input_ids"], DnaPasskeySet(300, n_per_depth=3, seed=6)[0]["input_ids"])
