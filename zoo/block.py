@@ -1,5 +1,8 @@
 """The shared long-sequence block: pre-norm → mixer → residual → pre-norm → MLP → residual.
 
+``norm_position="post"`` gives the original-Transformer order instead (mixer → residual → norm → MLP → residual →
+norm), which Timer / Timer-XL checkpoints use. ``dropout`` drops the mixer and MLP outputs before each residual add.
+
 Mixers (attention, and later Mamba, HSA, Hyena) live in the mixer registry; a model's mixer pattern is data:
 ``layout: "attention"`` or ``["mamba"] * 7 + ["hsa"]`` or the string ``"mamba*7,hsa"``, repeated to fill n_layer.
 Every mixer is called as ``mixer(x, ctx, state)`` where ``ctx`` is the per-forward :class:`SeqContext` and ``state``
@@ -60,15 +63,26 @@ class Block(nn.Module):
         norm: str = "rmsnorm",
         norm_eps: float = 1e-6,
         mlp_bias: bool = False,
+        norm_position: str = "pre",
+        dropout: float = 0.0,
     ):
         super().__init__()
+        if norm_position not in ("pre", "post"):
+            raise ValueError(f"norm_position must be 'pre' or 'post', got {norm_position!r}")
+        self.post_norm = norm_position == "post"
+        self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
         self.norm1 = make_norm(norm, d_model, norm_eps)
         self.mixer = MIXERS.get(mixer)(d_model=d_model, **(mixer_kwargs or {}))
         self.mlp = make_mlp(mlp, d_model, d_ff or 4 * d_model, mlp_bias)
         self.norm2 = make_norm(norm, d_model, norm_eps) if self.mlp is not None else None
 
     def forward(self, x: Tensor, ctx: SeqContext, state: dict | None = None) -> Tensor:
-        x = x + self.mixer(self.norm1(x), ctx, state)
+        if self.post_norm:
+            x = self.norm1(x + self.dropout(self.mixer(x, ctx, state)))
+            if self.mlp is not None:
+                x = self.norm2(x + self.dropout(self.mlp(x)))
+            return x
+        x = x + self.dropout(self.mixer(self.norm1(x), ctx, state))
         if self.mlp is not None:
-            x = x + self.mlp(self.norm2(x))
+            x = x + self.dropout(self.mlp(self.norm2(x)))
         return x

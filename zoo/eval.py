@@ -16,7 +16,8 @@ from pathlib import Path
 from .registry import EVAL_TASKS
 
 # modules whose import registers eval tasks; later modalities append theirs
-TASK_MODULES = ["zoo.modalities.text.eval", "zoo.modalities.video.eval", "zoo.modalities.audio.eval"]
+TASK_MODULES = ["zoo.modalities.text.eval", "zoo.modalities.video.eval", "zoo.modalities.audio.eval",
+                "zoo.modalities.timeseries.eval"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,6 +22,7 @@ def _ensure_registered() -> None:
     from . import lm  # noqa: F401  (registers the causal LM architecture and the qwen2/llama/mamba families)
     from .modalities.audio import qwen2_audio  # noqa: F401  (the qwen2_audio family)
     from .modalities.genomic import caduceus  # noqa: F401  (Caduceus checkpoints written by zoo.fit)
+    from .modalities.timeseries import timer_xl  # noqa: F401  (Timer-XL, and Timer checkpoints: model_type timer)
     from .modalities.video import longva  # noqa: F401  (LongVA: the llava_qwen family)
 
 

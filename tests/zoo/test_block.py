@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+import zoo.mixers  # noqa: F401  (registers the built-in mixers)
 from zoo.block import Block, SeqContext, expand_layout
 from zoo.layers import RMSNorm
 from zoo.registry import MIXERS, register_mixer
@@ -60,3 +61,14 @@ def test_rmsnorm_matches_formula():
     norm.weight.data = torch.arange(6.0)
     x = torch.randn(3, 6)
     torch.testing.assert_close(norm(x), norm.weight * x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + 1e-5))
+
+
+def test_post_norm_block_follows_the_original_transformer_order():
+    block = Block(16, "attention", {"n_head": 2}, d_ff=32, norm="layernorm", norm_position="post")
+    x = torch.randn(1, 7, 16)
+    with torch.no_grad():
+        h = block.norm1(x + block.mixer(x, SeqContext()))
+        want = block.norm2(h + block.mlp(h))
+        torch.testing.assert_close(block(x, SeqContext()), want)
+    with pytest.raises(ValueError, match="norm_position must be 'pre' or 'post', got 'middle'"):
+        Block(16, "attention", {"n_head": 2}, norm_position="middle")

@@ -54,7 +54,8 @@ class Attention(nn.Module):
         # gpt-oss-style learned per-head "attend to nothing" logit (off by default; Qwen2/Llama have none)
         self.sink_logits = nn.Parameter(torch.zeros(n_head)) if sink else None
 
-    def forward(self, x: Tensor, ctx: SeqContext, state: dict | None = None) -> Tensor:
+    def project(self, x: Tensor, ctx: SeqContext, state: dict | None) -> tuple[Tensor, Tensor, Tensor]:
+        """x ``(B, N, d_model)`` → q ``(B, Hq, N, D)``, k and v ``(B, Hkv, M, D)``: rotated, with the cache prepended."""
         b, n, _ = x.shape
         q = self.q_proj(x).view(b, n, self.n_head, self.head_dim).transpose(1, 2)
         k = self.k_proj(x).view(b, n, self.n_kv_head, self.head_dim).transpose(1, 2)
@@ -67,12 +68,20 @@ class Attention(nn.Module):
                 k = torch.cat((state["k"], k), dim=2)
                 v = torch.cat((state["v"], v), dim=2)
             state["k"], state["v"] = k, v
+        return q, k, v
+
+    def merge_heads(self, out: Tensor) -> Tensor:
+        b, _, n, _ = out.shape
+        return self.o_proj(out.transpose(1, 2).reshape(b, n, self.n_head * self.head_dim))
+
+    def forward(self, x: Tensor, ctx: SeqContext, state: dict | None = None) -> Tensor:
+        n = x.shape[1]
+        q, k, v = self.project(x, ctx, state)
         sp = ctx.extra.get("sequence_parallel")
         if sp is not None:  # the sequence is split over ranks: ring / Ulysses attention over the whole of it
             if state is not None or self.window is not None or self.sink_logits is not None:
                 raise ValueError("sequence-parallel attention takes no KV cache, window or sink")
-            out = sp.attention(q, k, v, ctx.segment_ids, self.causal)
-            return self.o_proj(out.transpose(1, 2).reshape(b, n, self.n_head * self.head_dim))
+            return self.merge_heads(sp.attention(q, k, v, ctx.segment_ids, self.causal))
         mask = make_mask(
             causal=self.causal,
             segment_ids=ctx.segment_ids,
@@ -82,5 +91,4 @@ class Attention(nn.Module):
             n_q=n,
             n_k=k.shape[2],
         )
-        out = attention(q, k, v, mask=mask, sink=self.sink_logits, backend=self.backend)
-        return self.o_proj(out.transpose(1, 2).reshape(b, n, self.n_head * self.head_dim))
+        return self.merge_heads(attention(q, k, v, mask=mask, sink=self.sink_logits, backend=self.backend))
