@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from zoo.modalities.text.eval import _ints
 from zoo.registry import EVAL_TASKS
 
 from .data import FILLS, SPLITS, load_benchmark
@@ -14,16 +15,6 @@ from .forecast import horizon_metrics, plot_forecasts, rolling_forecasts
 # Timer-XL paper, ETTh1, lookback 672 (MSE / MAE); shown beside ours when the file is ETTh1
 PAPER_ETTH1 = {"96": (0.364, 0.397), "192": (0.405, 0.424), "336": (0.427, 0.439), "720": (0.439, 0.459),
                "avg": (0.409, 0.430)}
-
-
-def _ints(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not values or any(v <= 0 for v in values):
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return values
 
 
 class ForecastTask:
@@ -63,6 +54,8 @@ class ForecastTask:
         date_column = args.date_column or trained.get("date_column", "date")
         fill = args.fill or trained.get("fill") or "none"
         horizons = sorted(args.horizons)
+        if not horizons or horizons[0] <= 0:
+            raise SystemExit(f"--horizons must be positive integers, got {args.horizons}")
         series = load_benchmark(data, lookback, split, max(horizons), date_column, fill)
         test = series.split("test")
         n_windows = test.shape[0] - lookback - horizons[0] + 1

@@ -52,3 +52,30 @@ def test_fit_then_rolling_forecast_eval(tmp_path):
         persistence = float(np.mean((truth - last) ** 2))
         assert result[str(h)]["mse"] < 0.3 * persistence, (h, result[str(h)], persistence)
     assert (run / "checkpoints" / "forecast_synthetic.png").stat().st_size > 10_000
+
+
+def test_eval_of_a_timer_directory_equals_separate_rolling_forecasts_per_horizon(tmp_path):
+    """Zero-shot eval of a Timer checkpoint directory; the one shared rollout gives the same metrics as forecasting
+    each horizon on its own."""
+    import torch
+
+    import zoo
+
+    from .test_timer_xl import _write_timer_dir
+
+    ckpt = tmp_path / "timer"
+    ckpt.mkdir()
+    _write_timer_dir(ckpt)
+    data = write_synthetic_series(tmp_path / "syn.csv", n_rows=400, n_vars=2)
+    result = eval_main(["forecast", "--ckpt", str(ckpt), "--data", str(data), "--lookback", "32",
+                        "--horizons", "8,20", "--no-progress", "--out-dir", str(tmp_path)])
+    model = zoo.load_pretrained(ckpt)
+    test = load_benchmark(data, 32, max_target=20).split("test")
+    for h in (8, 20):
+        n = len(test) - 32 - h + 1
+        x = torch.stack([torch.from_numpy(test[s:s + 32]) for s in range(n)])
+        pred = model.forecast(x, h).numpy()
+        truth = np.stack([test[s + 32:s + 32 + h] for s in range(n)])
+        np.testing.assert_allclose(result[str(h)]["mse"], np.mean((pred - truth) ** 2), rtol=1e-5)
+        np.testing.assert_allclose(result[str(h)]["mae"], np.mean(np.abs(pred - truth)), rtol=1e-5)
+    assert (tmp_path / "forecast_syn.png").exists()
