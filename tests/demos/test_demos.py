@@ -1,0 +1,173 @@
+"""The Gradio demos, clicked through in Debian's headless Chromium with Playwright: a video or audio upload gives
+frames / a spectrogram and a non-empty streamed answer; a corrupted or non-media upload shows a readable error in the
+page and the next valid request still works. Screenshots go to $ZOO_TEST_ARTIFACTS (default tests/artifacts)."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = ROOT / "tests" / "data"
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(os.environ.get("ZOO_TEST_ARTIFACTS", ROOT / "tests" / "artifacts"))
+
+pytest.importorskip("gradio", reason="the demos need the [demo] extra (gradio)")
+sync_api = pytest.importorskip("playwright.sync_api", reason="browser tests need playwright (the [demo] extra)")
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="browser tests need Debian's chromium at /usr/bin/chromium")
+
+
+def _tiny_checkpoint(tmp_path: Path, config: str, module_cls) -> Path:
+    """An untrained model of a demo config, saved as zoo.fit would save it (architecture in hyper_parameters).
+    $ZOO_DEMO_VIDEO_CKPT / $ZOO_DEMO_AUDIO_CKPT serve a trained checkpoint instead (how the README's screenshots
+    were taken)."""
+    given = os.environ.get("ZOO_DEMO_VIDEO_CKPT" if "longva" in config else "ZOO_DEMO_AUDIO_CKPT")
+    if given:
+        return Path(given)
+    cfg = yaml.safe_load((ROOT / "configs" / config).read_text())["model"]["init_args"]
+    module = module_cls(_config(module_cls, cfg["model"]))
+    path = tmp_path / f"{config}.ckpt"
+    torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict()}, path)
+    return path
+
+
+def _config(module_cls, fields):
+    import inspect
+
+    annotation = inspect.signature(module_cls.__init__).parameters["model"].annotation
+    if isinstance(annotation, str):  # from __future__ annotations
+        annotation = getattr(sys.modules[module_cls.__module__], annotation)
+    return annotation(**fields)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Demo:
+    def __init__(self, script: str, ckpt: Path, tmp_path: Path):
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        env = {**os.environ, "ZOO_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+        self.log = open(tmp_path / f"{script}.log", "w")
+        self.proc = subprocess.Popen([sys.executable, str(ROOT / "demos" / script), "--ckpt", str(ckpt),
+                                      "--port", str(self.port)], stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{script} exited: {(tmp_path / f'{script}.log').read_text()[-3000:]}")
+            try:
+                urllib.request.urlopen(self.url, timeout=2)
+                return
+            except OSError:
+                time.sleep(0.5)
+        raise RuntimeError(f"{script} did not serve {self.url} within 120 s")
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=20)
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+def _ask(page, upload_id: str, file: Path, timeout_ms: int = 120_000) -> str:
+    """Upload ``file``, wait until the component shows it, click Ask and wait for the run to end; → status text."""
+    page.locator(f"#{upload_id} input[type=file]").set_input_files(str(file))
+    page.locator(f"#{upload_id}").get_by_text(file.name).first.wait_for(timeout=30_000)
+    # every request first says "Reading <file>", so the previous request's final message (this file name differs)
+    # cannot be mistaken for this one's
+    before = page.evaluate(f"() => {STATUS_JS}.innerText")
+    page.locator("#ask").click()
+    try:
+        page.wait_for_function(
+            f"before => {{ const t = {STATUS_JS}.innerText; "
+            "return t !== before && (t.startsWith('Done') || t.startsWith('Error')); }", arg=before,
+            timeout=timeout_ms)
+    except Exception:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"failed_{file.name}.png"), full_page=True)
+        raise
+    return page.evaluate(f"() => {STATUS_JS}.innerText")
+
+
+STATUS_JS = "(document.querySelector('#status .prose') || document.querySelector('#status'))"
+
+
+def _clear(page, upload_id: str):
+    page.locator(f"#{upload_id}").get_by_label("Clear").first.click()
+
+
+def test_video_demo_in_a_browser(tmp_path, browser):
+    from zoo.modalities.video import LongVAModule
+
+    demo = Demo("video_qa.py", _tiny_checkpoint(tmp_path, "longva.yaml", LongVAModule), tmp_path)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    try:
+        page = browser.new_page(viewport={"width": 1300, "height": 900})
+        page.goto(demo.url)
+        page.locator("#question textarea").fill("Which digit is written on the needle frame? Answer: ")
+        status = _ask(page, "video-upload", DATA / "video" / "flipping_a_pancake.mkv")
+        assert status.startswith("Done: 16 frames from"), status
+        assert page.locator("#frames img").count() == 16
+        assert page.locator("#frames").get_by_text("10.").count() >= 1  # timestamps as captions (last frames ≈ 10 s)
+        assert page.locator("#answer textarea").input_value() != ""
+        page.screenshot(path=str(ARTIFACTS / "video_qa.png"), full_page=True)
+
+        _clear(page, "video-upload")
+        status = _ask(page, "video-upload", DATA / "video" / "corrupted.mp4")
+        assert "Error" in status and "VideoDecodeError" in status and "corrupted.mp4" in status, status
+        page.screenshot(path=str(ARTIFACTS / "video_qa_error.png"), full_page=True)
+
+        _clear(page, "video-upload")
+        status = _ask(page, "video-upload", DATA / "video" / "video_0.mov")
+        assert status.startswith("Done: "), status  # the app still serves after the bad upload
+        assert page.locator("#answer textarea").input_value() != ""
+    finally:
+        demo.close()
+    assert not (tmp_path / "cache" / "demo_runs").exists()  # --ckpt given: nothing trained or cached
+
+
+def test_audio_demo_in_a_browser(tmp_path, browser):
+    from zoo.modalities.audio import AudioQAModule
+
+    demo = Demo("audio_qa.py", _tiny_checkpoint(tmp_path, "audio_qa.yaml", AudioQAModule), tmp_path)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    not_audio = tmp_path / "notes.txt"
+    not_audio.write_text("this is not audio\n")
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    try:
+        page = browser.new_page(viewport={"width": 1300, "height": 900})
+        page.goto(demo.url)
+        status = _ask(page, "audio-upload", DATA / "audio" / "jfk.flac")
+        assert status.startswith("Done: jfk.flac, 11.0 s"), status
+        assert page.locator("#waveform img").count() == 1
+        assert page.locator("#answer textarea").input_value() != ""
+        page.screenshot(path=str(ARTIFACTS / "audio_qa.png"), full_page=True)
+
+        for bad in (not_audio, empty):
+            _clear(page, "audio-upload")
+            status = _ask(page, "audio-upload", bad)
+            assert "Error" in status and "AudioDecodeError" in status and bad.name in status, status
+
+        _clear(page, "audio-upload")
+        status = _ask(page, "audio-upload", DATA / "audio" / "jfk.flac")
+        assert status.startswith("Done: "), status
+    finally:
+        demo.close()
