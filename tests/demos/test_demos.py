@@ -86,10 +86,10 @@ def browser():
         b.close()
 
 
-def _ask(page, upload_id: str, file: Path, timeout_ms: int = 120_000) -> str:
+def _ask(page, upload_id: str, file: Path, timeout_ms: int = 240_000) -> str:
     """Upload ``file``, wait until the component shows it, click Ask and wait for the run to end; → status text."""
     page.locator(f"#{upload_id} input[type=file]").set_input_files(str(file))
-    page.locator(f"#{upload_id}").get_by_text(file.name).first.wait_for(timeout=30_000)
+    page.locator(f"#{upload_id}").get_by_text(file.name).first.wait_for(timeout=120_000)
     # every request first says "Reading <file>", so the previous request's final message (this file name differs)
     # cannot be mistaken for this one's
     before = page.evaluate(f"() => {STATUS_JS}.innerText")
