@@ -86,15 +86,35 @@ def browser():
         b.close()
 
 
+def _open(browser, url: str):
+    """A page on the demo once the app has rendered (a file set on the input before then is lost)."""
+    page = browser.new_page(viewport={"width": 1300, "height": 900})
+    page.goto(url, wait_until="networkidle")
+    page.locator("#ask").wait_for(timeout=120_000)
+    return page
+
+
+def _upload(page, upload_id: str, file: Path, attempts: int = 3) -> None:
+    """Set the file on the component's input until the component lists it (on a cold first start the first set
+    was seen to be dropped)."""
+    for attempt in range(attempts):
+        page.locator(f"#{upload_id} input[type=file]").set_input_files(str(file))
+        try:
+            page.locator(f"#{upload_id}").get_by_text(file.name).first.wait_for(timeout=40_000)
+            return
+        except sync_api.TimeoutError:
+            if attempt == attempts - 1:
+                raise
+
+
 def _ask(page, upload_id: str, file: Path, timeout_ms: int = 240_000) -> str:
     """Upload ``file``, wait until the component shows it, click Ask and wait for the run to end; → status text."""
-    page.locator(f"#{upload_id} input[type=file]").set_input_files(str(file))
-    page.locator(f"#{upload_id}").get_by_text(file.name).first.wait_for(timeout=120_000)
-    # every request first says "Reading <file>", so the previous request's final message (this file name differs)
-    # cannot be mistaken for this one's
-    before = page.evaluate(f"() => {STATUS_JS}.innerText")
-    page.locator("#ask").click()
     try:
+        _upload(page, upload_id, file)
+        # every request first says "Reading <file>", so the previous request's final message (this file name
+        # differs) cannot be mistaken for this one's
+        before = page.evaluate(f"() => {STATUS_JS}.innerText")
+        page.locator("#ask").click()
         page.wait_for_function(
             f"before => {{ const t = {STATUS_JS}.innerText; "
             "return t !== before && (t.startsWith('Done') || t.startsWith('Error')); }", arg=before,
@@ -119,8 +139,7 @@ def test_video_demo_in_a_browser(tmp_path, browser):
     demo = Demo("video_qa.py", _tiny_checkpoint(tmp_path, "longva.yaml", LongVAModule), tmp_path)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     try:
-        page = browser.new_page(viewport={"width": 1300, "height": 900})
-        page.goto(demo.url)
+        page = _open(browser, demo.url)
         page.locator("#question textarea").fill("Which digit is written on the needle frame? Answer: ")
         status = _ask(page, "video-upload", DATA / "video" / "flipping_a_pancake.mkv")
         assert status.startswith("Done: 16 frames from"), status
@@ -153,8 +172,7 @@ def test_audio_demo_in_a_browser(tmp_path, browser):
     empty = tmp_path / "empty.wav"
     empty.write_bytes(b"")
     try:
-        page = browser.new_page(viewport={"width": 1300, "height": 900})
-        page.goto(demo.url)
+        page = _open(browser, demo.url)
         status = _ask(page, "audio-upload", DATA / "audio" / "jfk.flac")
         assert status.startswith("Done: jfk.flac, 11.0 s"), status
         assert page.locator("#waveform img").count() == 1
