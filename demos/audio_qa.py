@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from zoo.demo import ROOT, default_checkpoint, launch, parse_args, prepare_gradio
+from zoo.demo import ROOT, load_model, model_note, prepare_gradio, serve, upload_path
 
 EXAMPLES = [ROOT / "tests" / "data" / "audio" / "jfk.flac"]
 
@@ -46,19 +46,15 @@ def waveform_figure(samples, n_mels: int):
 
 def build_app(ckpt: Path, tiny: bool):
     gr = prepare_gradio()
-    import zoo
     from zoo.modalities.audio import Qwen2Audio, answer, load_audio
 
-    model = zoo.load_pretrained(ckpt)
-    if not isinstance(model, Qwen2Audio):
-        raise SystemExit(f"{ckpt} holds a {type(model).__name__}, not a Qwen2-Audio-shaped model")
-    note = ("**Tiny demo model** (configs/audio_qa.yaml, trained on synthetic DTMF codes in noise): it answers which "
-            "code was dialled; on speech or other questions its answers are not meaningful." if tiny else
-            f"Model: `{ckpt}`")
+    model = load_model(ckpt, Qwen2Audio, "a Qwen2-Audio-shaped model")
+    note = model_note(ckpt, tiny, "(configs/audio_qa.yaml, trained on synthetic DTMF codes in noise): it answers "
+                      "which code was dialled; on speech or other questions its answers are not meaningful.")
     n_mels = model.audio_tower.config.n_mels
 
     def run(upload, recording, question):
-        path = recording or (None if upload is None else (upload if isinstance(upload, str) else upload.name))
+        path = recording or upload_path(upload)
         if path is None:
             yield None, "", "**Error:** upload or record some audio first."
             return
@@ -67,7 +63,7 @@ def build_app(ckpt: Path, tiny: bool):
             samples = load_audio(path)
             image = waveform_figure(samples, n_mels)
             text = ""
-            for piece in answer(model, path, question, stream=True):
+            for piece in answer(model, samples, question, stream=True):
                 text += piece
                 yield image, text, f"`{Path(path).name}`: {len(samples) / 16000:.1f} s; answering…"
             yield image, text, f"Done: `{Path(path).name}`, {len(samples) / 16000:.1f} s."
@@ -95,9 +91,7 @@ def build_app(ckpt: Path, tiny: bool):
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(__doc__.split("\n\n")[0], argv)
-    ckpt = Path(args.ckpt) if args.ckpt else default_checkpoint("audio_qa.yaml", "audio_qa")
-    launch(build_app(ckpt, tiny=args.ckpt is None), args)
+    serve(build_app, __doc__.split("\n\n")[0], "audio_qa.yaml", "audio_qa", argv)
 
 
 if __name__ == "__main__":

@@ -12,35 +12,31 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from zoo.demo import ROOT, default_checkpoint, launch, parse_args, prepare_gradio
+from zoo.demo import ROOT, load_model, model_note, prepare_gradio, serve, upload_path
 
 EXAMPLES = [ROOT / "tests" / "data" / "video" / name for name in ("flipping_a_pancake.mkv", "video_0.mov")]
 
 
 def build_app(ckpt: Path, tiny: bool):
     gr = prepare_gradio()
-    import zoo
     from zoo.modalities.video import LongVA, answer, read_frames
 
-    model = zoo.load_pretrained(ckpt)
-    if not isinstance(model, LongVA):
-        raise SystemExit(f"{ckpt} holds a {type(model).__name__}, not a LongVA video model")
-    note = ("**Tiny demo model** (configs/longva.yaml, trained on synthetic V-NIAH): it answers which digit a haystack "
-            "frame shows; on other videos and questions its answers are not meaningful." if tiny else
-            f"Model: `{ckpt}`")
+    model = load_model(ckpt, LongVA, "a LongVA video model")
+    note = model_note(ckpt, tiny, "(configs/longva.yaml, trained on synthetic V-NIAH): it answers which digit a "
+                      "haystack frame shows; on other videos and questions its answers are not meaningful.")
 
     def run(video, num_frames, question):
-        if video is None:
+        path = upload_path(video)
+        if path is None:
             yield [], "", "**Error:** upload a video or pick an example first."
             return
-        path = video if isinstance(video, str) else video.name
         try:
             yield [], "", f"Reading `{Path(path).name}`…"
             frames, seconds = read_frames(path, num_frames=int(num_frames))
             gallery = [(f, f"{t:.2f} s") for f, t in zip(frames, seconds)]
             yield gallery, "", f"Sampled {len(frames)} frames from `{Path(path).name}`; answering…"
             text = ""
-            for piece in answer(model, path, question, num_frames=int(num_frames), stream=True):
+            for piece in answer(model, frames, question, stream=True):
                 text += piece
                 yield gallery, text, f"Sampled {len(frames)} frames from `{Path(path).name}`; answering…"
             yield gallery, text, f"Done: {len(frames)} frames from `{Path(path).name}`."
@@ -69,9 +65,7 @@ def build_app(ckpt: Path, tiny: bool):
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(__doc__.split("\n\n")[0], argv)
-    ckpt = Path(args.ckpt) if args.ckpt else default_checkpoint("longva.yaml", "longva")
-    launch(build_app(ckpt, tiny=args.ckpt is None), args)
+    serve(build_app, __doc__.split("\n\n")[0], "longva.yaml", "longva", argv)
 
 
 if __name__ == "__main__":

@@ -56,5 +56,32 @@ def prepare_gradio():
     return gr
 
 
-def launch(app, args: argparse.Namespace) -> None:
+def load_model(ckpt: Path, cls: type, what: str):
+    """The checkpoint's model, refused by name unless it is a ``cls`` (``what`` says which kind, for the error)."""
+    import zoo
+
+    model = zoo.load_pretrained(ckpt)
+    if not isinstance(model, cls):
+        raise SystemExit(f"{ckpt} holds a {type(model).__name__}, not {what}")
+    return model
+
+
+def model_note(ckpt: Path, tiny: bool, tiny_note: str) -> str:
+    """What the page says about its model: plainly that it is the tiny demo model, or which checkpoint it is."""
+    return f"**Tiny demo model** {tiny_note}" if tiny else f"Model: `{ckpt}`"
+
+
+def upload_path(value) -> str | None:
+    """A gr.File value (a path, or a file object with .name) → its path."""
+    if value is None:
+        return None
+    return value if isinstance(value, str) else value.name
+
+
+def serve(build_app, description: str, config: str, run_name: str, argv: list[str] | None = None) -> None:
+    """Parse --ckpt/--host/--port, fall back to the tiny model of ``configs/<config>``, build the app and launch it
+    bound to --host (127.0.0.1 by default), with no share link."""
+    args = parse_args(description, argv)
+    ckpt = Path(args.ckpt) if args.ckpt else default_checkpoint(config, run_name)
+    app = build_app(ckpt, tiny=args.ckpt is None)
     app.queue().launch(server_name=args.host, server_port=args.port, share=False, show_error=True)

@@ -51,13 +51,15 @@ def generate_tokens(model: Qwen2Audio, input_ids: torch.Tensor, input_features: 
     yield from greedy_tokens(model.lm, out, cache, kwargs["position_ids"][:, -1:], max_new_tokens, eos_token_id)
 
 
-def answer(model: Qwen2Audio, audio: str | Path, question: str, max_new_tokens: int = 64, tokenizer=None,
+def answer(model: Qwen2Audio, audio, question: str, max_new_tokens: int = 64, tokenizer=None,
            stream: bool = False, partial_yarn: bool | None = None):
-    """Answer ``question`` about the audio file at ``audio``: the text, or an iterator of text pieces with
-    stream=True."""
+    """Answer ``question`` about ``audio``: the text, or an iterator of text pieces with stream=True.
+
+    ``audio`` is a file path, or mono 16 kHz samples :func:`load_audio` already returned (so a caller that plots them
+    does not decode the file twice)."""
     if not isinstance(model, Qwen2Audio):
         raise TypeError(f"answer() needs a Qwen2Audio model, got {type(model).__name__}")
-    samples = load_audio(audio)
+    samples = load_audio(audio) if isinstance(audio, (str, Path)) else audio
     feats, mask = audio_features(samples, model.audio_tower.config.n_mels, model.audio_tower.window_seconds)
     n_tokens = int(encoder_output_lengths(mask.sum(-1))[1].sum())
     ids = torch.tensor([prompt_ids(n_tokens, question, model.config.audio_token_id, tokenizer)])

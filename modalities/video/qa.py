@@ -47,15 +47,21 @@ def generate_tokens(model: LongVA, input_ids: torch.Tensor, videos: list[torch.T
                              step=lambda pos: pos.floor() + 1)
 
 
-def answer(model: LongVA, video: str | Path, question: str, num_frames: int | None = 16, fps: float | None = None,
+def answer(model: LongVA, video, question: str, num_frames: int | None = 16, fps: float | None = None,
            max_frames: int | None = None, max_new_tokens: int = 64, tokenizer=None, stream: bool = False,
            backend: str = "auto"):
-    """Answer ``question`` about the video at ``video``: the text, or an iterator of text pieces with stream=True."""
+    """Answer ``question`` about ``video``: the text, or an iterator of text pieces with stream=True.
+
+    ``video`` is a path (sampled with num_frames / fps / max_frames) or frames :func:`read_frames` already returned,
+    uint8 ``(T, H, W, 3)`` (so a caller that shows them does not decode the file twice)."""
     if not isinstance(model, LongVA):
         raise TypeError(f"answer() needs a LongVA video model, got {type(model).__name__}")
-    if fps is not None:
-        num_frames = None
-    frames, _ = read_frames(video, num_frames=num_frames, fps=fps, max_frames=max_frames, backend=backend)
+    if isinstance(video, (str, Path)):
+        if fps is not None:
+            num_frames = None
+        frames, _ = read_frames(video, num_frames=num_frames, fps=fps, max_frames=max_frames, backend=backend)
+    else:
+        frames = video
     pixels = preprocess_frames(frames, model.image_size).to(next(model.parameters()).dtype)
     ids = torch.tensor([prompt_ids(question, tokenizer)])
     model.eval()

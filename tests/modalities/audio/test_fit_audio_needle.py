@@ -72,7 +72,7 @@ def test_eval_audio_needle_writes_table_json_and_plot(trained, tmp_path, capsys)
 def test_answer_reads_an_audio_file_and_names_the_dialled_digit(trained, tmp_path):
     import soundfile as sf
 
-    from zoo.modalities.audio import AudioDecodeError, answer
+    from zoo.modalities.audio import AudioDecodeError, answer, load_audio
     from zoo.modalities.audio.needle import QUESTION, insert_needle, make_haystack, render_code
 
     root, _ = trained
@@ -86,6 +86,7 @@ def test_answer_reads_an_audio_file_and_names_the_dialled_digit(trained, tmp_pat
         got = answer(model, path, QUESTION, max_new_tokens=4)
         hits += got == digit
         assert "".join(answer(model, path, QUESTION, max_new_tokens=4, stream=True)) == got
+        assert answer(model, load_audio(path), QUESTION, max_new_tokens=4) == got  # samples already read
     assert hits >= 8, f"answered {hits}/10 dialled digits"
     (tmp_path / "empty.wav").write_bytes(b"")
     with pytest.raises(AudioDecodeError, match="empty.wav: the file is empty"):

@@ -87,6 +87,8 @@ def test_answer_reads_a_video_file_and_names_the_needle_digit(trained, tmp_path)
         text = answer(model, path, QUESTION, num_frames=4)
         pieces = list(answer(model, path, QUESTION, num_frames=4, stream=True))
         assert "".join(pieces) == text  # streaming yields the same text, piece by piece
+        sampled, _ = read_frames(path, num_frames=4)
+        assert answer(model, sampled, QUESTION) == text  # frames already read give the same answer
         right += text == digit
     assert right >= 3, f"answered {right}/4 needle videos correctly"
 
