@@ -25,7 +25,7 @@ from torch import Tensor
 from .attention import AttentionMask, MaskMod, attention, merge_attention_partials
 
 
-def _check(k: Tensor, groups: Tensor, bias: Tensor, q: Tensor) -> None:
+def _check(q: Tensor, k: Tensor, groups: Tensor, bias: Tensor) -> None:
     if groups.dim() != 1 or groups.shape[0] != k.shape[2]:
         raise ValueError(f"groups must be (M,) = ({k.shape[2]},) group ids of the key positions, got {tuple(groups.shape)}")
     if bias.shape != (q.shape[1], 2):
@@ -47,7 +47,7 @@ def group_bias_attention(
     backend: str = "auto",
 ) -> Tensor:
     """softmax(q·kᵀ·scale + bias[:, same_group] + mask)·v as two masked passes merged in log space (exact)."""
-    _check(k, groups, bias, q)
+    _check(q, k, groups, bias)
     mask = mask or AttentionMask()
     same = replace(mask, mask_mod=_and(mask.mask_mod, lambda qp, kp: groups[qp] == groups[kp]))
     other = replace(mask, mask_mod=_and(mask.mask_mod, lambda qp, kp: groups[qp] != groups[kp]))
@@ -70,7 +70,7 @@ def group_bias_attention_ref(
     scale: float | None = None,
 ) -> Tensor:
     """The same, with the bias added to dense fp32 scores. O(N·M) memory; the oracle for the merged version."""
-    _check(k, groups, bias, q)
+    _check(q, k, groups, bias)
     n, m = q.shape[2], k.shape[2]
     scale = q.shape[-1] ** -0.5 if scale is None else scale
     rep = q.shape[1] // k.shape[1]

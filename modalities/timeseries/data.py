@@ -197,7 +197,6 @@ class BenchmarkSeries:
     borders: dict
     scaler: Scaler
     scaled: np.ndarray
-    lookback: int
 
     def split(self, name: str) -> np.ndarray:
         a, b = self.borders[name]
@@ -214,7 +213,7 @@ def load_benchmark(
     a, b = borders["train"]
     scaler = Scaler.fit(table.values[a:b])
     scaled = scaler.transform(table.values).astype(np.float32)
-    return BenchmarkSeries(table, scheme, borders, scaler, scaled, lookback)
+    return BenchmarkSeries(table, scheme, borders, scaler, scaled)
 
 
 class SeriesWindows(Dataset):

@@ -24,27 +24,18 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="browser tests need
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="browser tests need Debian's chromium at /usr/bin/chromium")
 
 
-def _tiny_checkpoint(tmp_path: Path, config: str, module_cls) -> Path:
+def _tiny_checkpoint(tmp_path: Path, config: str, module_cls, config_cls) -> Path:
     """An untrained model of a demo config, saved as zoo.fit would save it (architecture in hyper_parameters).
     $ZOO_DEMO_VIDEO_CKPT / $ZOO_DEMO_AUDIO_CKPT serve a trained checkpoint instead (how the README's screenshots
     were taken)."""
     given = os.environ.get("ZOO_DEMO_VIDEO_CKPT" if "longva" in config else "ZOO_DEMO_AUDIO_CKPT")
     if given:
         return Path(given)
-    cfg = yaml.safe_load((ROOT / "configs" / config).read_text())["model"]["init_args"]
-    module = module_cls(_config(module_cls, cfg["model"]))
+    fields = yaml.safe_load((ROOT / "configs" / config).read_text())["model"]["init_args"]["model"]
+    module = module_cls(config_cls(**fields))
     path = tmp_path / f"{config}.ckpt"
     torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict()}, path)
     return path
-
-
-def _config(module_cls, fields):
-    import inspect
-
-    annotation = inspect.signature(module_cls.__init__).parameters["model"].annotation
-    if isinstance(annotation, str):  # from __future__ annotations
-        annotation = getattr(sys.modules[module_cls.__module__], annotation)
-    return annotation(**fields)
 
 
 def _free_port() -> int:
@@ -114,7 +105,7 @@ def _ask(page, upload_id: str, file: Path, timeout_ms: int = 240_000) -> str:
         # every request first says "Reading <file>", so the previous request's final message (this file name
         # differs) cannot be mistaken for this one's
         before = page.evaluate(f"() => {STATUS_JS}.innerText")
-        page.locator("#ask").click()
+        _click_until_started(page, before)
         page.wait_for_function(
             f"before => {{ const t = {STATUS_JS}.innerText; "
             "return t !== before && (t.startsWith('Done') || t.startsWith('Error')); }", arg=before,
@@ -126,6 +117,19 @@ def _ask(page, upload_id: str, file: Path, timeout_ms: int = 240_000) -> str:
     return page.evaluate(f"() => {STATUS_JS}.innerText")
 
 
+def _click_until_started(page, before: str, attempts: int = 3) -> None:
+    """Click Ask until the request starts (its status leaves ``before``): gradio drops a click that lands while the
+    upload is still being sent, which a loaded machine was seen to hit."""
+    for attempt in range(attempts):
+        page.locator("#ask").click()
+        try:
+            page.wait_for_function(f"before => {STATUS_JS}.innerText !== before", arg=before, timeout=30_000)
+            return
+        except sync_api.TimeoutError:
+            if attempt == attempts - 1:
+                raise
+
+
 STATUS_JS = "(document.querySelector('#status .prose') || document.querySelector('#status'))"
 
 
@@ -134,9 +138,9 @@ def _clear(page, upload_id: str):
 
 
 def test_video_demo_in_a_browser(tmp_path, browser):
-    from zoo.modalities.video import LongVAModule
+    from zoo.modalities.video import LongVAConfig, LongVAModule
 
-    demo = Demo("video_qa.py", _tiny_checkpoint(tmp_path, "longva.yaml", LongVAModule), tmp_path)
+    demo = Demo("video_qa.py", _tiny_checkpoint(tmp_path, "longva.yaml", LongVAModule, LongVAConfig), tmp_path)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     try:
         page = _open(browser, demo.url)
@@ -163,9 +167,10 @@ def test_video_demo_in_a_browser(tmp_path, browser):
 
 
 def test_audio_demo_in_a_browser(tmp_path, browser):
-    from zoo.modalities.audio import AudioQAModule
+    from zoo.modalities.audio import AudioQAModule, Qwen2AudioConfig
 
-    demo = Demo("audio_qa.py", _tiny_checkpoint(tmp_path, "audio_qa.yaml", AudioQAModule), tmp_path)
+    demo = Demo("audio_qa.py", _tiny_checkpoint(tmp_path, "audio_qa.yaml", AudioQAModule, Qwen2AudioConfig),
+                tmp_path)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     not_audio = tmp_path / "notes.txt"
     not_audio.write_text("this is not audio\n")

@@ -57,9 +57,10 @@ def test_real_size_configs_have_the_published_parameter_counts_on_the_meta_devic
     from zoo.lm import CausalLM, LMConfig
     from zoo.modalities.genomic import Caduceus, CaduceusConfig
 
-    init = yaml.safe_load((ROOT / "configs" / f"{name}.yaml").read_text())["model"]["init_args"]
+    model_cfg = yaml.safe_load((ROOT / "configs" / f"{name}.yaml").read_text())["model"]
+    init = model_cfg["init_args"]
     with torch.device("meta"):
-        if "GenomicMLM" in yaml.safe_load((ROOT / "configs" / f"{name}.yaml").read_text())["model"]["class_path"]:
+        if "GenomicMLM" in model_cfg["class_path"]:
             model = Caduceus(CaduceusConfig(**init["model"]))
         else:
             model = CausalLM(LMConfig.from_dict(init["model"]))
