@@ -6,8 +6,10 @@ __version__ = "0.1.0"
 
 
 def create_model(name: str, **overrides):
-    """Build a registered model by name (``zoo.registry.MODELS.names()`` lists them) with config overrides."""
-    from . import lm  # noqa: F401  (registers the built-in models)
+    """Build a registered model by name (``zoo.list_models()``): the small built-ins take config overrides; the
+    published real-size architectures (``zoo.published``) take ``device`` ("meta" allocates nothing) and
+    ``pretrained`` (a directory, .ckpt or hub id whose weights are loaded and checked to be that architecture)."""
+    from . import lm, published  # noqa: F401  (register the built-in and the published models)
     from .registry import MODELS
 
     return MODELS.get(name)(**overrides)
@@ -21,7 +23,7 @@ def load_pretrained(path_or_id, **kwargs):
 
 
 def list_models() -> list[str]:
-    from . import lm  # noqa: F401
+    from . import lm, published  # noqa: F401
     from .registry import MODELS
 
     return MODELS.names()

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from .layers import make_mlp, make_norm
@@ -75,8 +76,18 @@ class Block(nn.Module):
         self.mixer = MIXERS.get(mixer)(d_model=d_model, **(mixer_kwargs or {}))
         self.mlp = make_mlp(mlp, d_model, d_ff or 4 * d_model, mlp_bias)
         self.norm2 = make_norm(norm, d_model, norm_eps) if self.mlp is not None else None
+        # activation checkpointing (zoo.parallel.set_activation_checkpointing): in training, keep only this block's
+        # input and recompute its activations in the backward pass
+        self.checkpointing = False
 
     def forward(self, x: Tensor, ctx: SeqContext, state: dict | None = None) -> Tensor:
+        if self.checkpointing and state is None and torch.is_grad_enabled() and self.training:
+            # non-reentrant: ctx carries tensors (RoPE, segment ids, the SP context), and dropout's RNG state is
+            # replayed so that the recomputation equals the first pass
+            return torch.utils.checkpoint.checkpoint(self._forward, x, ctx, None, use_reentrant=False)
+        return self._forward(x, ctx, state)
+
+    def _forward(self, x: Tensor, ctx: SeqContext, state: dict | None) -> Tensor:
         if self.post_norm:
             x = self.norm1(x + self.dropout(self.mixer(x, ctx, state)))
             if self.mlp is not None:

@@ -1,0 +1,126 @@
+"""Scale-out switches shared by every modality: activation checkpointing per block, FSDP (PyTorch's ``fully_shard``)
+over all ranks of a data × sequence-parallel mesh, and the Lightning pieces that turn them on from a config.
+
+- ``set_activation_checkpointing(model)``: every outermost :class:`zoo.block.Block` keeps only its input and
+  recomputes its activations in backward. From a YAML: ``trainer.callbacks: [{class_path:
+  zoo.parallel.ActivationCheckpointing}]``.
+- ``apply_fsdp(model, mesh)``: each outermost block is one FSDP unit, then the root. Parameters, gradients and optimizer
+  states are sharded over *all* ranks of ``mesh`` — sequence-parallel ranks hold the same weights, so they shard them
+  too (as torchtitan does with data × context parallel). Gradients are averaged over all ranks; a sequence-parallel
+  loss is therefore scaled by the SP size (LongVILA's module does), so that the average is the full-batch gradient.
+- ``FSDPStrategy``: Lightning's ModelParallelStrategy (FSDP2 over a DeviceMesh, CPU/gloo or CUDA/NCCL) that applies
+  ``apply_fsdp`` itself, so any zoo LightningModule trains with ``--trainer.strategy zoo.parallel.FSDPStrategy``,
+  and saves one full ``.ckpt`` that ``zoo.load_pretrained`` reads.
+"""
+
+from __future__ import annotations
+
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.strategies import ModelParallelStrategy
+from torch import nn
+
+from .block import Block
+
+PARAM_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def outer_blocks(model: nn.Module) -> list[Block]:
+    """The Blocks of ``model`` that are not inside another Block (HSA's chunk encoder has inner ones)."""
+    found: list[Block] = []
+
+    def visit(module: nn.Module) -> None:
+        for child in module.children():
+            if isinstance(child, Block):
+                found.append(child)
+            else:
+                visit(child)
+
+    visit(model)
+    return found
+
+
+def set_activation_checkpointing(model: nn.Module, enabled: bool = True) -> int:
+    """Turn per-block activation checkpointing on or off; returns how many blocks it covers (raises if none)."""
+    blocks = outer_blocks(model)
+    if not blocks:
+        raise ValueError(f"{type(model).__name__} has no zoo Block to checkpoint")
+    for block in blocks:
+        block.checkpointing = enabled
+    return len(blocks)
+
+
+def apply_fsdp(model: nn.Module, mesh=None, param_dtype: str | None = None, reduce_dtype: str | None = None,
+               reshard_after_forward: bool = True) -> nn.Module:
+    """Shard ``model`` in place with FSDP2: one unit per outermost block, then the root.
+
+    ``mesh``: a 1-D DeviceMesh over the ranks that share the weights (default: all ranks). ``param_dtype`` /
+    ``reduce_dtype`` ("bfloat16", …): FSDP mixed precision — compute in that dtype, keep fp32 master weights.
+    """
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    if mesh is None:
+        import torch.distributed as dist
+        from torch.distributed.device_mesh import init_device_mesh
+
+        device = "cuda" if torch.cuda.is_available() and dist.get_backend() == "nccl" else "cpu"
+        mesh = init_device_mesh(device, (dist.get_world_size(),))
+    for name, value in (("param_dtype", param_dtype), ("reduce_dtype", reduce_dtype)):
+        if value is not None and value not in PARAM_DTYPES:
+            raise ValueError(f"{name} must be one of {sorted(PARAM_DTYPES)}, got {value!r}")
+    mp = MixedPrecisionPolicy(param_dtype=PARAM_DTYPES.get(param_dtype), reduce_dtype=PARAM_DTYPES.get(reduce_dtype))
+    blocks = outer_blocks(model)
+    for block in blocks:
+        fully_shard(block, mesh=mesh, mp_policy=mp, reshard_after_forward=reshard_after_forward)
+    # the root stays unsharded between forward and backward: its backward hooks are found by walking the forward's
+    # output tensors, which zoo models return inside dataclasses (LMOutput) that FSDP does not look into
+    fully_shard(model, mesh=mesh, mp_policy=mp, reshard_after_forward=False)
+    return model
+
+
+class ActivationCheckpointing(Callback):
+    """``trainer.callbacks: [{class_path: zoo.parallel.ActivationCheckpointing}]``: checkpoint every block."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        set_activation_checkpointing(pl_module, self.enabled)
+
+
+class FSDPStrategy(ModelParallelStrategy):
+    """FSDP2 for any zoo LightningModule: ``--trainer.strategy zoo.parallel.FSDPStrategy``.
+
+    The device mesh is Lightning's (data_parallel × "tensor_parallel"); here the inner dimension is the
+    sequence-parallel group (``sp_size``, matching the module's ``sp_size``), so the distributed sampler splits
+    batches over data-parallel groups only and the ranks of one SP group see the same batch. Weights are sharded over
+    the whole mesh. ``param_dtype: bfloat16`` is FSDP mixed precision (fp32 master weights); Lightning's
+    ``precision`` flag still selects autocast. Checkpoints are saved whole (one ``.ckpt``), not distributed.
+    """
+
+    def __init__(self, sp_size: int = 1, param_dtype: str | None = None, reduce_dtype: str | None = None,
+                 reshard_after_forward: bool = True, process_group_backend: str | None = None, **kwargs):
+        kwargs.setdefault("save_distributed_checkpoint", False)
+        super().__init__(data_parallel_size="auto", tensor_parallel_size=sp_size,
+                         process_group_backend=process_group_backend, **kwargs)
+        self.sp_size = sp_size
+        self.fsdp_kwargs = dict(param_dtype=param_dtype, reduce_dtype=reduce_dtype,
+                                reshard_after_forward=reshard_after_forward)
+
+    def setup_environment(self) -> None:
+        if self.num_processes * self.num_nodes % self.sp_size:
+            raise ValueError(f"FSDPStrategy sp_size {self.sp_size} does not divide the "
+                             f"{self.num_processes * self.num_nodes} processes")
+        self._data_parallel_size = self.num_processes * self.num_nodes // self.sp_size
+        super().setup_environment()
+
+    def setup(self, trainer) -> None:
+        # ModelParallelStrategy asks the module to parallelize itself in configure_model(); zoo modules do not need
+        # to: the blocks are the FSDP units for every modality
+        module = self.lightning_module
+        if not getattr(module, "_zoo_fsdp_applied", False):
+            net = module.model if isinstance(getattr(module, "model", None), nn.Module) else module
+            apply_fsdp(net, self.device_mesh._flatten("fsdp"), **self.fsdp_kwargs)
+            module._zoo_fsdp_applied = True
+        module.configure_model = lambda: None  # satisfies ModelParallelStrategy's check; sharding is done above
+        super().setup(trainer)
