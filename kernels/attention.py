@@ -112,7 +112,7 @@ class AttentionMask:
             m = m & (qs[:, :, None] == ks[:, None, :])
         if self.mask_mod is not None:
             m = m & self.mask_mod(qpos, kpos).to(torch.bool)
-        if not bool(m.any()):
+        if not _any(m):
             return False
         return m
 
@@ -124,6 +124,14 @@ class AttentionMask:
         if m is False:
             return torch.zeros(1, n_q, n_k, dtype=torch.bool, device=device)
         return m
+
+
+def _any(t: Tensor) -> bool:
+    """``bool(t.any())``, except for the fake tensors of a memory plan (``zoo.plan``), which have no values: they take
+    the branch that computes (and allocates) rather than the shortcut."""
+    from torch._subclasses.fake_tensor import is_fake
+
+    return True if is_fake(t) else bool(t.any())
 
 
 def segment_ids_from_cu_seqlens(cu_seqlens: Tensor, total: int | None = None) -> Tensor:
@@ -435,7 +443,7 @@ def attention_sdpa(
     if attn_mask is not None:
         # SDPA gives NaN (math path) or garbage for rows with no visible key; the convention here is 0.
         empty = ~attn_mask.any(-1, keepdim=True)
-        if bool(empty.any()):
+        if _any(empty):
             out = out.masked_fill(empty, 0.0)
     return out, None
 

@@ -25,13 +25,18 @@ from .block import Block
 PARAM_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def outer_blocks(model: nn.Module) -> list[Block]:
-    """The Blocks of ``model`` that are not inside another Block (HSA's chunk encoder has inner ones)."""
-    found: list[Block] = []
+def _is_block(module: nn.Module) -> bool:
+    # zoo Blocks, and modality blocks with the same checkpointing switch (Caduceus' RCPSBlock)
+    return isinstance(module, Block) or isinstance(getattr(module, "checkpointing", None), bool)
+
+
+def outer_blocks(model: nn.Module) -> list[nn.Module]:
+    """The blocks of ``model`` that are not inside another block (HSA's chunk encoder has inner ones)."""
+    found: list[nn.Module] = []
 
     def visit(module: nn.Module) -> None:
         for child in module.children():
-            if isinstance(child, Block):
+            if _is_block(child):
                 found.append(child)
             else:
                 visit(child)

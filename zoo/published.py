@@ -32,7 +32,7 @@ PUBLISHED: dict[str, PublishedModel] = {m.name: m for m in (
                    "Qwen/Qwen2-Audio-7B model card: 8.4B (the test also matches transformers' count exactly)"),
     PublishedModel("hyenadna-tiny-1k", "hyenadna", "LongSafari/hyenadna-tiny-1k-seqlen", 436_000,
                    "HyenaDNA paper: 436K (tiny, d_model 128, 2 layers)"),
-    PublishedModel("hyenadna-small-32k", "hyenadna_small_32k", "LongSafari/hyenadna-small-32k-seqlen", 3_278_080,
+    PublishedModel("hyenadna-small-32k", "hyenadna_small_32k", "LongSafari/hyenadna-small-32k-seqlen", 3_277_568,
                    "the parameters of the original weights.ckpt layout for its config.json (d_model 256, 4 layers), "
                    "enumerated key by key in the test"),
     PublishedModel("hyenadna-medium-160k", "hyenadna_medium_160k", "LongSafari/hyenadna-medium-160k-seqlen",

@@ -90,8 +90,14 @@ class RCPSBlock(nn.Module):
         self.swap_strands = config.swap_strands
         self.norm = RCPSNorm(config.norm, config.d_model, config.norm_eps)
         self.mixer = MIXERS.get(config.mixer)(d_model=config.d_model, **config.mixer_kwargs)
+        self.checkpointing = False  # as zoo.block.Block (zoo.parallel.set_activation_checkpointing)
 
     def forward(self, h: Tensor, ctx: SeqContext) -> Tensor:
+        if self.checkpointing and torch.is_grad_enabled() and self.training:
+            return torch.utils.checkpoint.checkpoint(self._forward, h, ctx, use_reentrant=False)
+        return self._forward(h, ctx)
+
+    def _forward(self, h: Tensor, ctx: SeqContext) -> Tensor:
         d = h.shape[-1] // 2
         if self.swap_strands:
             h = torch.cat((h[..., d:], h[..., :d]), dim=-1)

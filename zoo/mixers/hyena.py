@@ -55,9 +55,12 @@ class HyenaFilter(nn.Module):
                  l_max: int | None = None):
         super().__init__()
         self.emb_dim, self.l_max = emb_dim, l_max
-        layers: list[nn.Module] = [nn.Linear(emb_dim, filter_order), Sin(filter_order, w)]
+        # one Sin (one learned frequency) after every hidden layer, as in hyena-dna: the original builds a single
+        # activation module and places it three times, so its checkpoints hold one parameter under three keys
+        act = Sin(filter_order, w)
+        layers: list[nn.Module] = [nn.Linear(emb_dim, filter_order), act]
         for _ in range(n_inner):
-            layers += [nn.Linear(filter_order, filter_order), Sin(filter_order, w)]
+            layers += [nn.Linear(filter_order, filter_order), act]
         layers.append(nn.Linear(filter_order, d_model, bias=False))
         self.mlp = nn.Sequential(*layers)
         max_decay = math.log(target) / fast_decay_pct
