@@ -55,9 +55,38 @@ def set_activation_checkpointing(model: nn.Module, enabled: bool = True) -> int:
     return len(blocks)
 
 
+def fsdp_units(model: nn.Module) -> list[nn.Module]:
+    """The modules that become FSDP units, innermost first: every outermost block, then every other module that owns
+    parameters directly (embeddings, heads, norms, a vision tower's layers). Multimodal models call their parts
+    (``lm.embed``, the vision tower) outside the root's forward, and a unit's weights are gathered only when that
+    unit itself is called. A parameter shared by several modules (tied embeddings) goes to their nearest common
+    ancestor instead."""
+    blocks = outer_blocks(model)
+    in_block = {id(m) for b in blocks for m in b.modules()}
+    owners: dict[int, list[str]] = {}
+    for name, module in model.named_modules(remove_duplicate=False):
+        if id(module) in in_block:
+            continue
+        for p in module.parameters(recurse=False):
+            owners.setdefault(id(p), []).append(name)
+    names = {name for paths in owners.values() if len(paths) == 1 for name in paths}
+    for paths in owners.values():
+        if len(paths) > 1:
+            parts = [path.split(".") if path else [] for path in paths]
+            common = []
+            for level in zip(*parts):
+                if len(set(level)) > 1:
+                    break
+                common.append(level[0])
+            names.add(".".join(common))
+    modules = dict(model.named_modules())
+    # innermost first, so that each unit holds only the parameters its descendants' units do not
+    return blocks + [modules[name] for name in sorted(names, key=lambda n: -n.count(".")) if name]
+
+
 def apply_fsdp(model: nn.Module, mesh=None, param_dtype: str | None = None, reduce_dtype: str | None = None,
                reshard_after_forward: bool = True) -> nn.Module:
-    """Shard ``model`` in place with FSDP2: one unit per outermost block, then the root.
+    """Shard ``model`` in place with FSDP2: the units of :func:`fsdp_units`, then the root.
 
     ``mesh``: a 1-D DeviceMesh over the ranks that share the weights (default: all ranks). ``param_dtype`` /
     ``reduce_dtype`` ("bfloat16", …): FSDP mixed precision — compute in that dtype, keep fp32 master weights.
@@ -74,9 +103,9 @@ def apply_fsdp(model: nn.Module, mesh=None, param_dtype: str | None = None, redu
         if value is not None and value not in PARAM_DTYPES:
             raise ValueError(f"{name} must be one of {sorted(PARAM_DTYPES)}, got {value!r}")
     mp = MixedPrecisionPolicy(param_dtype=PARAM_DTYPES.get(param_dtype), reduce_dtype=PARAM_DTYPES.get(reduce_dtype))
-    blocks = outer_blocks(model)
-    for block in blocks:
-        fully_shard(block, mesh=mesh, mp_policy=mp, reshard_after_forward=reshard_after_forward)
+    for unit in fsdp_units(model):
+        if unit is not model:
+            fully_shard(unit, mesh=mesh, mp_policy=mp, reshard_after_forward=reshard_after_forward)
     # the root stays unsharded between forward and backward: its backward hooks are found by walking the forward's
     # output tensors, which zoo models return inside dataclasses (LMOutput) that FSDP does not look into
     fully_shard(model, mesh=mesh, mp_policy=mp, reshard_after_forward=False)
@@ -104,10 +133,13 @@ class FSDPStrategy(ModelParallelStrategy):
     """
 
     def __init__(self, sp_size: int = 1, param_dtype: str | None = None, reduce_dtype: str | None = None,
-                 reshard_after_forward: bool = True, process_group_backend: str | None = None, **kwargs):
-        kwargs.setdefault("save_distributed_checkpoint", False)
+                 reshard_after_forward: bool = True, save_distributed_checkpoint: bool = False,
+                 process_group_backend: str | None = None, timeout=None):
+        from lightning.fabric.plugins.collectives.torch_collective import default_pg_timeout
+
         super().__init__(data_parallel_size="auto", tensor_parallel_size=sp_size,
-                         process_group_backend=process_group_backend, **kwargs)
+                         save_distributed_checkpoint=save_distributed_checkpoint,
+                         process_group_backend=process_group_backend, timeout=timeout or default_pg_timeout)
         self.sp_size = sp_size
         self.fsdp_kwargs = dict(param_dtype=param_dtype, reduce_dtype=reduce_dtype,
                                 reshard_after_forward=reshard_after_forward)

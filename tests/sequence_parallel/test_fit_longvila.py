@@ -1,5 +1,5 @@
-"""`python -m zoo.fit --config configs/longvila.yaml` on 4 CPU processes (MM-SP, ring attention, DDP over gloo)
-follows the 1-process run of the same config step for step: equal training loss and gradient norm on the first
+"""`python -m zoo.fit --config configs/longvila.yaml` on 4 CPU processes (MM-SP, ring attention, over gloo; DDP,
+and FSDP with activation checkpointing) follows the 1-process run of the same config step for step: equal training loss and gradient norm on the first
 three steps. And a rank that stops taking part makes the others fail within the process-group timeout."""
 
 import csv
@@ -30,14 +30,26 @@ def _fit(root: Path, *extra: str) -> list[dict]:
     return [r for r in rows if r.get("train/loss")]
 
 
-def test_longvila_on_4_processes_equals_one_process(tmp_path):
-    sp = _fit(tmp_path / "sp4")
-    single = _fit(tmp_path / "single", "--trainer.devices", "1", "--trainer.strategy", "auto",
-                  "--model.init_args.sequence_parallel", "null")
-    assert len(sp) == len(single) == 3
-    for a, b in zip(sp, single):
+@pytest.fixture(scope="module")
+def single_process(tmp_path_factory):
+    return _fit(tmp_path_factory.mktemp("single"), "--trainer.devices", "1", "--trainer.strategy", "auto",
+                "--model.init_args.sequence_parallel", "null")
+
+
+@pytest.mark.parametrize("strategy", [(), ("--trainer.strategy", "zoo.parallel.FSDPStrategy",
+                                           "--trainer.strategy.sp_size", "4",
+                                           "--trainer.callbacks+=zoo.parallel.ActivationCheckpointing")],
+                         ids=["ddp", "fsdp+checkpointing"])
+def test_longvila_on_4_processes_equals_one_process(tmp_path, single_process, strategy):
+    import zoo
+
+    sp = _fit(tmp_path / "sp4", *strategy)
+    assert len(sp) == len(single_process) == 3
+    for a, b in zip(sp, single_process):
         for key in ("train/loss", "train/grad_norm"):
             assert float(a[key]) == pytest.approx(float(b[key]), rel=1e-5), (a["step"], key, a[key], b[key])
+    # FSDP saves one whole checkpoint, which loads like any other
+    assert type(zoo.load_pretrained(tmp_path / "sp4" / "checkpoints" / "last.ckpt")).__name__ == "LongVA"
 
 
 def _stall_or_wait(rank, world, out):
