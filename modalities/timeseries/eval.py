@@ -61,7 +61,8 @@ class ForecastTask:
         n_windows = test.shape[0] - lookback - horizons[0] + 1
         preds = rolling_forecasts(model, test, lookback, horizons[-1], n_windows, args.batch_size,
                                   progress=not args.no_progress)
-        result = horizon_metrics(test, preds, lookback, horizons)
+        result = {"task": "forecast", "checkpoint": str(ckpt), "data": str(data), "lookback": lookback,
+                  **horizon_metrics(test, preds, lookback, horizons)}
 
         name = Path(data).name
         paper = PAPER_ETTH1 if name == "ETTh1.csv" and lookback == 672 and series.scheme == "ett_hourly" else None
