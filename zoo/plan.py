@@ -16,9 +16,9 @@ internal scratch buffers (the fused attention's tiles) are invisible to it. Then
 - Sequence parallelism divides the tokens, hence activations and the working set; the attention of the local
   tokens stands for ring / Ulysses attention (same saved tensors; ring adds one key/value block in flight).
 
-``--measure`` runs the same step for real on this CPU in a fresh process and reports its peak resident memory above
-the process's baseline (glibc is told to return freed memory, so the peak is the tensors' peak, not the
-allocator's cache) next to the estimate.
+``--measure`` runs the same step for real on this CPU in a fresh process and reports its peak resident memory (the
+kernel's high-water mark, VmHWM) above the process's baseline, next to the estimate. glibc is told to return freed
+memory, so the peak is the tensors' peak, not the allocator's cache.
 """
 
 from __future__ import annotations
@@ -172,17 +172,24 @@ def measure_step(config: str, seq_len: int, batch_size: int, checkpointing: bool
 
 
 def _measure_child(config: str, seq_len: int, batch_size: int, checkpointing: bool, overrides: list[str]) -> None:
-    import resource
-
     from .parallel import set_activation_checkpointing
 
+    def status_kib(field: str) -> int:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
     def rss() -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        return status_kib("VmRSS") * 1024
 
     module, _ = build_module(config, overrides, device="cpu")
     del module  # built once so that lazy imports and caches are in the baseline, not in the peak
     base = rss()
+    try:  # restart the kernel's resident high-water mark here (getrusage's maxrss would include the parent's, from
+        # before exec, when the parent was large)
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
     net = _language_model(network(build_module(config, overrides, device="cpu")[0])).train()
     if checkpointing:
         set_activation_checkpointing(net)
@@ -192,8 +199,7 @@ def _measure_child(config: str, seq_len: int, batch_size: int, checkpointing: bo
         loss_fn().backward()
         opt.step()
         opt.zero_grad()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"peak_bytes": peak - base}))
+    print(json.dumps({"peak_bytes": status_kib("VmHWM") * 1024 - base}))
 
 
 def format_plan(plan: Plan, measured: int | None = None) -> str:

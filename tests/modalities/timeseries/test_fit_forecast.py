@@ -42,7 +42,7 @@ def test_fit_then_rolling_forecast_eval(tmp_path):
     result = eval_main(["forecast", "--ckpt", str(best), "--horizons", "24,48", "--no-progress",
                         "--json", str(tmp_path / "forecast.json")])
     assert json.loads((tmp_path / "forecast.json").read_text()) == result
-    assert set(result) == {"24", "48", "avg"}
+    assert set(result) == {"task", "checkpoint", "data", "lookback", "24", "48", "avg"} and result["task"] == "forecast"
     test = load_benchmark(data, 96, max_target=48).split("test")
     for h in (24, 48):  # persistence: every future step equals the last observed value
         n = result[str(h)]["windows"]
