@@ -107,6 +107,16 @@ def gather(paths: list[Path]) -> Found:
     return found
 
 
+def _save(fig, title: str, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def _plot_curves(curves: list[Curve], out: Path) -> Path:
     import matplotlib
 
@@ -129,12 +139,7 @@ def _plot_curves(curves: list[Curve], out: Path) -> Path:
         ax.set_title(task)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle("Long-context accuracy across lengths (dotted: trained length)")
-    fig.tight_layout()
-    path = out / "accuracy_by_length.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, "Long-context accuracy across lengths (dotted: trained length)", out / "accuracy_by_length.png")
 
 
 def _plot_forecasts(forecasts: list[tuple[str, dict]], out: Path) -> Path:
@@ -153,12 +158,7 @@ def _plot_forecasts(forecasts: list[tuple[str, dict]], out: Path) -> Path:
         ax.set_ylabel(f"test {metric} (scaled)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle("Forecast error by horizon")
-    fig.tight_layout()
-    path = out / "forecast_by_horizon.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, "Forecast error by horizon", out / "forecast_by_horizon.png")
 
 
 def _fmt_len(x: float) -> str:
