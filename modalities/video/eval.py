@@ -73,7 +73,8 @@ class VNIAHTask:
         p.add_argument("--batch-size", type=int, default=8)
         p.add_argument("--v2pe-delta", type=float, default=None,
                        help="V2PE step for visual tokens (default: the checkpoint's; 1 = plain positions)")
-        p.add_argument("--trained-frames", type=int, default=None, help="marked on the heatmap")
+        p.add_argument("--trained-frames", type=int, default=None,
+                       help="marked on the heatmap (default: the frames per video the checkpoint trained on)")
         p.add_argument("--haystack-video", type=Path, default=None, help="your own haystack (default: synthetic)")
         p.add_argument("--needle-image", type=Path, default=None)
         p.add_argument("--needle-answer", default=None, help="the answer the needle image shows")
@@ -94,6 +95,10 @@ class VNIAHTask:
             raise SystemExit(f"{ckpt} holds a {type(model).__name__}, not a LongVA video model")
         if (args.needle_image is None) != (args.needle_answer is None):
             raise SystemExit("--needle-image and --needle-answer go together")
+        from zoo.loading import checkpoint_hparams
+
+        trained_frames = args.trained_frames or \
+            checkpoint_hparams(ckpt).get("datamodule_hyper_parameters", {}).get("num_frames")
         haystack = Haystack(model.image_size, args.haystack_video, args.needle_image, args.needle_answer)
         delta = args.v2pe_delta if args.v2pe_delta is not None else model.config.v2pe_delta
         acc, by_depth = vniah_accuracy(model, haystack, args.frames, args.depths, args.samples_per_depth,
@@ -101,6 +106,7 @@ class VNIAHTask:
         positions = "plain positions" if delta is None else f"V2PE δ={delta:g}"
         result = {"task": "vniah", "checkpoint": str(ckpt), "positions": positions, "v2pe_delta": delta,
                   "samples_per_depth": args.samples_per_depth, "haystack": str(haystack.video),
+                  "trained_frames": trained_frames,
                   "accuracy": acc, "accuracy_by_depth": by_depth}
         print(f"V-NIAH exact match ({args.samples_per_depth} per depth; {positions})")
         print(f"{'depth':<8}" + "".join(f"{f:>8}" for f in args.frames))
@@ -113,7 +119,7 @@ class VNIAHTask:
 
         write_json(result, out_dir / "vniah.json")
         name = f"{ckpt.parent.parent.name}/{ckpt.name}" if ckpt.parent.name == "checkpoints" else ckpt.name
-        plot_heatmap(by_depth, out_dir / "vniah.png", f"V-NIAH — {name} ({positions})", args.trained_frames)
+        plot_heatmap(by_depth, out_dir / "vniah.png", f"V-NIAH — {name} ({positions})", trained_frames)
         print(f"wrote {out_dir / 'vniah.json'} and {out_dir / 'vniah.png'}")
         return result
 

@@ -60,6 +60,7 @@ def test_eval_vniah_writes_table_json_and_heatmap(trained, tmp_path, capsys):
                         "--depths", "0,1", "--samples-per-depth", "4", "--out-dir", str(tmp_path)])
     assert set(result["accuracy"]) == {"4", "8"} and set(result["accuracy_by_depth"]["4"]) == {"0", "1"}
     assert result["accuracy"]["4"] >= 0.75
+    assert result["trained_frames"] == 4  # read from the checkpoint (num_frames 4 above): the report marks it
     assert json.loads((tmp_path / "vniah.json").read_text())["accuracy"] == result["accuracy"]
     assert (tmp_path / "vniah.png").stat().st_size > 10_000
     assert "V-NIAH exact match" in capsys.readouterr().out
