@@ -4,8 +4,9 @@ over all ranks of a data × sequence-parallel mesh, and the Lightning pieces tha
 - ``set_activation_checkpointing(model)``: every outermost :class:`zoo.block.Block` keeps only its input and
   recomputes its activations in backward. From a YAML: ``trainer.callbacks: [{class_path:
   zoo.parallel.ActivationCheckpointing}]``.
-- ``apply_fsdp(model, mesh)``: each outermost block is one FSDP unit, then the root. Parameters, gradients and optimizer
-  states are sharded over *all* ranks of ``mesh`` — sequence-parallel ranks hold the same weights, so they shard them
+- ``apply_fsdp(model, mesh)``: each outermost block is one FSDP unit, and so is every other module that owns
+  parameters (see ``fsdp_units``), then the root. Parameters, gradients and optimizer states are sharded over *all*
+  ranks of ``mesh`` — sequence-parallel ranks hold the same weights, so they shard them
   too (as torchtitan does with data × context parallel). Gradients are averaged over all ranks; a sequence-parallel
   loss is therefore scaled by the SP size (LongVILA's module does), so that the average is the full-batch gradient.
 - ``FSDPStrategy``: Lightning's ModelParallelStrategy (FSDP2 over a DeviceMesh, CPU/gloo or CUDA/NCCL) that applies
