@@ -61,13 +61,20 @@ def fsdp_units(model: nn.Module) -> list[nn.Module]:
     parameters directly (embeddings, heads, norms, a vision tower's layers). Multimodal models call their parts
     (``lm.embed``, the vision tower) outside the root's forward, and a unit's weights are gathered only when that
     unit itself is called. A parameter shared by several modules (tied embeddings) goes to their nearest common
-    ancestor instead."""
+    ancestor instead. A model whose forward reads a child's weight directly (Caduceus' head reads ``embed.weight``)
+    names that child in ``fsdp_in_parent``: it stays in the enclosing unit, gathered for the whole forward."""
     blocks = outer_blocks(model)
     in_block = {id(m) for b in blocks for m in b.modules()}
+    kept = [f"{name}.{child}" if name else child for name, module in model.named_modules()
+            for child in getattr(module, "fsdp_in_parent", ())]
     owners: dict[int, list[str]] = {}
     for name, module in model.named_modules(remove_duplicate=False):
         if id(module) in in_block:
             continue
+        for keep in kept:  # credit the parameters to the module that declared the child
+            if name == keep or name.startswith(keep + "."):
+                name = keep.rpartition(".")[0]
+                break
         for p in module.parameters(recurse=False):
             owners.setdefault(id(p), []).append(name)
     names = {name for paths in owners.values() if len(paths) == 1 for name in paths}

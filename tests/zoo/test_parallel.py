@@ -1,6 +1,7 @@
 """Scale-out: FSDP (fully_shard over all ranks) combined with sequence parallelism on 4 CPU processes (gloo) gives
 the loss and every gradient of a single-process run within 1e-5; activation checkpointing per block gives the same
-loss and gradients as without it (dropout included), and refuses a model without zoo blocks."""
+loss and gradients as without it (dropout included), and refuses a model without zoo blocks; a weight read outside its
+module (Caduceus' tied head) stays in the parent's FSDP unit."""
 
 import pytest
 import torch
@@ -93,3 +94,49 @@ def test_activation_checkpointing_keeps_loss_and_gradients():
 def test_activation_checkpointing_needs_zoo_blocks():
     with pytest.raises(ValueError, match="Linear has no zoo Block to checkpoint"):
         set_activation_checkpointing(torch.nn.Linear(2, 2))
+
+
+def _caduceus():
+    from zoo.modalities.genomic import Caduceus, CaduceusConfig
+
+    torch.manual_seed(0)
+    return Caduceus(CaduceusConfig(d_model=16, n_layer=2))
+
+
+def _fsdp_caduceus_rank(rank, world, ids, ref_loss, ref_grads, out):
+    import torch.distributed as dist
+
+    from zoo.parallel import apply_fsdp
+
+    model = apply_fsdp(_caduceus())
+    loss = model(ids[rank: rank + 1], labels=ids[rank: rank + 1]).loss
+    loss.backward()
+    total = loss.detach().clone()
+    dist.all_reduce(total)
+    grads = {k: p.grad.full_tensor() for k, p in model.named_parameters()}
+    if rank == 0:
+        torch.testing.assert_close(total / world, ref_loss, atol=1e-5, rtol=1e-5)
+        for k, g in ref_grads.items():
+            torch.testing.assert_close(grads[k], g, atol=1e-5, rtol=1e-5, msg=lambda m, k=k: f"{k}: {m}")
+        torch.save({"ok": True}, out)
+
+
+def test_fsdp_keeps_a_weight_read_outside_its_module_in_the_parent_unit(tmp_path):
+    """Caduceus' tied head reads embed.weight directly (``fsdp_in_parent``); RCPS blocks are the units. Two ranks,
+    one sequence each, equal one process on both (every sequence has the same number of labels)."""
+    from zoo.parallel import fsdp_units
+
+    model = _caduceus()
+    assert model.embed not in fsdp_units(model) and model.blocks[0] in fsdp_units(model)
+    ids = torch.randint(7, 11, (2, 32), generator=torch.Generator().manual_seed(1))
+    losses = []
+    for row in ids:
+        model.zero_grad()
+        losses.append(model(row[None], labels=row[None]).loss)
+    loss = torch.stack(losses).mean()
+    model.zero_grad()
+    loss.backward()
+    grads = {k: p.grad.clone() for k, p in model.named_parameters()}
+    out = tmp_path / "ok.pt"
+    run_distributed(_fsdp_caduceus_rank, 2, ids, loss.detach(), grads, str(out), timeout_s=120)
+    assert torch.load(out, weights_only=True)["ok"]
