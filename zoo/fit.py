@@ -13,6 +13,8 @@ import lightning as L
 from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningCLI
 
+from . import parallel  # noqa: F401  (registers the zoo_fsdp strategy name)
+
 
 class ZooCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:

@@ -169,3 +169,15 @@ class FSDPStrategy(ModelParallelStrategy):
             module._zoo_fsdp_applied = True
         module.configure_model = lambda: None  # satisfies ModelParallelStrategy's check; sharding is done above
         super().setup(trainer)
+
+
+def _register_strategy() -> None:
+    # `--trainer.strategy zoo_fsdp` (a bare class path given as the only strategy flag is read as a strategy *name*
+    # by Lightning's str | Strategy argument; with init args, e.g. --trainer.strategy.sp_size 4, the class path works)
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    if "zoo_fsdp" not in StrategyRegistry:
+        StrategyRegistry.register("zoo_fsdp", FSDPStrategy, description="zoo FSDP2 over the data × SP mesh")
+
+
+_register_strategy()
