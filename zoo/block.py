@@ -53,6 +53,18 @@ def expand_layout(layout: str | list[str], n_layer: int) -> list[str]:
     return names * (n_layer // len(names))
 
 
+def checkpointed(block: nn.Module, fn, *args):
+    """``fn(*args)``, under activation checkpointing when ``block.checkpointing`` is on and it is training.
+
+    Non-reentrant: the arguments carry tensors inside objects (SeqContext: RoPE, segment ids, the SP context), and
+    dropout's RNG state is replayed so that the recomputation equals the first pass. Every block type with a
+    ``checkpointing`` switch (zoo.parallel.set_activation_checkpointing) runs its body through this.
+    """
+    if block.checkpointing and block.training and torch.is_grad_enabled():
+        return torch.utils.checkpoint.checkpoint(fn, *args, use_reentrant=False)
+    return fn(*args)
+
+
 class Block(nn.Module):
     def __init__(
         self,
@@ -81,11 +93,9 @@ class Block(nn.Module):
         self.checkpointing = False
 
     def forward(self, x: Tensor, ctx: SeqContext, state: dict | None = None) -> Tensor:
-        if self.checkpointing and state is None and torch.is_grad_enabled() and self.training:
-            # non-reentrant: ctx carries tensors (RoPE, segment ids, the SP context), and dropout's RNG state is
-            # replayed so that the recomputation equals the first pass
-            return torch.utils.checkpoint.checkpoint(self._forward, x, ctx, None, use_reentrant=False)
-        return self._forward(x, ctx, state)
+        if state is not None:  # generation: nothing to recompute
+            return self._forward(x, ctx, state)
+        return checkpointed(self, self._forward, x, ctx, None)
 
     def _forward(self, x: Tensor, ctx: SeqContext, state: dict | None) -> Tensor:
         if self.post_norm:

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.block import Block, SeqContext
+from zoo.block import Block, SeqContext, checkpointed
 from zoo.layers import make_norm
 from zoo.lm import LMOutput
 from zoo.registry import ARCHITECTURES, HF_FAMILIES, MIXERS
@@ -93,9 +93,7 @@ class RCPSBlock(nn.Module):
         self.checkpointing = False  # as zoo.block.Block (zoo.parallel.set_activation_checkpointing)
 
     def forward(self, h: Tensor, ctx: SeqContext) -> Tensor:
-        if self.checkpointing and torch.is_grad_enabled() and self.training:
-            return torch.utils.checkpoint.checkpoint(self._forward, h, ctx, use_reentrant=False)
-        return self._forward(h, ctx)
+        return checkpointed(self, self._forward, h, ctx)
 
     def _forward(self, h: Tensor, ctx: SeqContext) -> Tensor:
         d = h.shape[-1] // 2
