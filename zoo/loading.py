@@ -116,7 +116,9 @@ def checkpoint_hparams(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         return {}
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    # memory-mapped: the evals call this beside load_pretrained on the same file, and only the small hyper-parameter
+    # dicts are wanted, not a second copy of the weights and optimizer states
+    ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     return {k: ckpt.get(k) or {} for k in ("hyper_parameters", "datamodule_hyper_parameters")}
 
 
