@@ -5,6 +5,17 @@
 target rate and, above ``max_frames``, falls back to uniform sampling, as LLaVA-NeXT does. Both return uint8 frames
 ``(T, H, W, 3)`` (RGB, rotation metadata applied) and their presentation timestamps in seconds.
 
+A clip (or ``start``/``end`` window) with fewer frames than ``num_frames``: lmms-eval's linspace then repeats
+indices, which decord decoded as repeated frames while PyAV returned each frame once, and 2,000 frames asked of a
+950-frame clip allocated gigabytes of copies. ``on_short`` says what to do, the same on both backends:
+
+- ``"error"`` (default): a ``ValueError`` naming the file, its frame count and the number asked;
+- ``"cap"``: every frame of the clip once (fewer than asked), with a logged warning;
+- ``"repeat"``: lmms-eval's indices, repeats included (``num_frames`` frames); each distinct frame is decoded once.
+
+Rate sampling (``fps``, ``max_frames``) never repeats a frame: a rate above the clip's own takes every frame once,
+and ``max_frames`` only lowers the count, so ``on_short`` applies to ``num_frames`` alone.
+
 Backends: decord (default) and PyAV (fallback, and for files decord cannot open). A frame that fails to decode raises
 :class:`VideoDecodeError` naming the file and the frame; it is never replaced or dropped unless
 ``skip_bad_frames=True`` is asked for, and then every skipped frame is logged.
@@ -21,6 +32,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "decord", "pyav")
+ON_SHORT = ("error", "cap", "repeat")
 
 
 class VideoDecodeError(RuntimeError):
@@ -35,8 +47,12 @@ class VideoInfo:
 
 
 def sample_indices(timestamps: np.ndarray, fps: float, num_frames: int | None = None, sample_fps: float | None = None,
-                   max_frames: int | None = None, start: float | None = None, end: float | None = None) -> np.ndarray:
-    """Frame indices to read, ascending. ``timestamps`` are all the clip's frame times (seconds)."""
+                   max_frames: int | None = None, start: float | None = None, end: float | None = None,
+                   on_short: str = "error") -> np.ndarray:
+    """Frame indices to read, ascending (with repeats only for ``on_short="repeat"``). ``timestamps`` are all the
+    clip's frame times (seconds)."""
+    if on_short not in ON_SHORT:
+        raise ValueError(f"on_short must be one of {ON_SHORT}, got {on_short!r}")
     if num_frames is not None and sample_fps is not None:
         raise ValueError("give num_frames (uniform sampling) or fps (rate sampling), not both")
     for name, value in (("num_frames", num_frames), ("max_frames", max_frames)):
@@ -50,11 +66,20 @@ def sample_indices(timestamps: np.ndarray, fps: float, num_frames: int | None = 
         hi = np.inf if end is None else end
         if lo >= hi:
             raise ValueError(f"start ({start}) must be before end ({end})")
-        candidates = candidates[(timestamps >= lo) & (timestamps <= hi)]
+        # decord reports float32 timestamps (a frame at 0.6 s reads 0.60000002 s): within that rounding of a bound, a
+        # frame counts as on it, so both backends keep the same frames
+        slack = 1e-6 * max(1.0, float(np.max(np.abs(timestamps), initial=0.0)))
+        candidates = candidates[(timestamps >= lo - slack) & (timestamps <= hi + slack)]
         if len(candidates) == 0:
             raise ValueError(f"no frame lies in [{start}, {end}] s (the clip spans "
                              f"{timestamps[0]:.3f}–{timestamps[-1]:.3f} s)")
     if num_frames is not None:
+        if num_frames > len(candidates) and on_short != "repeat":
+            if on_short == "cap":
+                return candidates
+            raise ValueError(f"num_frames={num_frames} asked for, but the clip has only {len(candidates)} frames"
+                             f"{_window(start, end)}; pass on_short='cap' to take each of them once, or on_short='repeat' to "
+                             f"repeat frames up to {num_frames} as lmms-eval does")
         return candidates[np.linspace(0, len(candidates) - 1, num_frames, dtype=int)]
     if sample_fps is not None:
         step = max(1, round(fps / sample_fps))  # LLaVA-NeXT: every round(avg_fps / fps)-th frame
@@ -66,8 +91,10 @@ def sample_indices(timestamps: np.ndarray, fps: float, num_frames: int | None = 
 
 def read_frames(path: str | Path, num_frames: int | None = None, fps: float | None = None,
                 max_frames: int | None = None, start: float | None = None, end: float | None = None,
-                backend: str = "auto", skip_bad_frames: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Sample frames from a video file → (frames uint8 (T, H, W, 3), timestamps float64 (T,) in seconds)."""
+                backend: str = "auto", skip_bad_frames: bool = False,
+                on_short: str = "error") -> tuple[np.ndarray, np.ndarray]:
+    """Sample frames from a video file → (frames uint8 (T, H, W, 3), timestamps float64 (T,) in seconds).
+    ``on_short`` ("error", "cap" or "repeat") is for a clip with fewer frames than ``num_frames`` (module docstring)."""
     path = Path(path)
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -77,9 +104,23 @@ def read_frames(path: str | Path, num_frames: int | None = None, fps: float | No
     info = reader.info()
     if info.num_frames == 0:
         raise VideoDecodeError(f"{path}: the video stream has no frames")
-    indices = sample_indices(info.timestamps, info.fps, num_frames, fps, max_frames, start, end)
-    frames, kept = reader.read(indices, skip_bad_frames)
+    try:
+        indices = sample_indices(info.timestamps, info.fps, num_frames, fps, max_frames, start, end, on_short)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+    if num_frames is not None and len(indices) < num_frames:
+        log.warning("%s: num_frames=%d asked for, but the clip has only %d frames%s; using all %d (on_short='cap')",
+                    path, num_frames, len(indices), _window(start, end), len(indices))
+    distinct = np.unique(indices)
+    frames, kept = reader.read(distinct, skip_bad_frames)
+    if len(distinct) < len(indices):  # on_short="repeat": each frame was decoded once; repeat the decoded arrays
+        indices = indices[np.isin(indices, kept)]  # a skipped bad frame is missing at each of its repeats
+        frames, kept = frames[np.searchsorted(kept, indices)], indices
     return frames, info.timestamps[kept]
+
+
+def _window(start: float | None, end: float | None) -> str:
+    return "" if start is None and end is None else f" in [{start}, {end}] s"
 
 
 def _open(path: Path, backend: str):

@@ -89,3 +89,89 @@ def test_auto_uses_decord_and_bad_arguments_fail_by_name(tmp_path):
         sample_indices(np.arange(10) / 10, 10.0, num_frames=2, start=20.0, end=30.0)
     with pytest.raises(ValueError, match="backend must be one of"):
         read_frames(PANCAKE, backend="opencv")
+
+
+SHORT = [("video_0.mov", 3), ("unordered.mov", 4)]
+
+
+@pytest.mark.parametrize("backend", BOTH)
+@pytest.mark.parametrize("name,length", SHORT)
+def test_more_frames_than_the_clip_has_is_refused_by_default(backend, name, length):
+    with pytest.raises(ValueError, match=rf"{name}: num_frames=16 asked for, but the clip has only {length} frames; "
+                                         r"pass on_short='cap' .* or on_short='repeat'"):
+        read_frames(DATA / name, num_frames=16, backend=backend)
+    with pytest.raises(ValueError, match=rf"{name}: on_short must be one of \('error', 'cap', 'repeat'\)"):
+        read_frames(DATA / name, num_frames=16, backend=backend, on_short="pad")
+
+
+@pytest.mark.parametrize("name,length", SHORT)
+def test_cap_takes_every_frame_once_on_both_backends_and_says_so(name, length, caplog):
+    every = {b: read_frames(DATA / name, backend=b) for b in BOTH}
+    for backend in BOTH:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            frames, ts = read_frames(DATA / name, num_frames=16, backend=backend, on_short="cap")
+        assert f"{name}: num_frames=16 asked for, but the clip has only {length} frames; using all {length}" \
+            in caplog.text
+        assert frames.shape[0] == len(ts) == length
+        np.testing.assert_array_equal(frames, every[backend][0])
+        np.testing.assert_array_equal(ts, every[backend][1])
+    np.testing.assert_array_equal(every["decord"][0], every["pyav"][0])
+    np.testing.assert_allclose(every["decord"][1], every["pyav"][1], atol=1e-6)
+
+
+@pytest.mark.parametrize("name,length", SHORT)
+def test_repeat_is_lmms_eval_linspace_on_both_backends(name, length):
+    idx = np.linspace(0, length - 1, 16, dtype=int)  # lmms-eval: repeats indices when the clip is short
+    got = {b: read_frames(DATA / name, num_frames=16, backend=b, on_short="repeat") for b in BOTH}
+    for backend, (frames, ts) in got.items():
+        every, every_ts = read_frames(DATA / name, backend=backend)
+        assert frames.shape[0] == len(ts) == 16
+        np.testing.assert_array_equal(frames, every[idx])
+        np.testing.assert_array_equal(ts, every_ts[idx])
+    np.testing.assert_array_equal(got["decord"][0], got["pyav"][0])
+    np.testing.assert_allclose(got["decord"][1], got["pyav"][1], atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", BOTH)
+def test_repeat_decodes_each_distinct_frame_once(backend, monkeypatch):
+    from zoo.modalities.video import frames as frames_module
+
+    reader = {"decord": frames_module._DecordReader, "pyav": frames_module._PyAVReader}[backend]
+    asked = []
+    original = reader.read
+
+    def read(self, indices, skip_bad_frames):
+        asked.append(indices.tolist())
+        return original(self, indices, skip_bad_frames)
+
+    monkeypatch.setattr(reader, "read", read)
+    frames, _ = read_frames(DATA / "video_0.mov", num_frames=2000, backend=backend, on_short="repeat")
+    assert asked == [[0, 1, 2]] and frames.shape == (2000, 320, 568, 3)
+
+
+@pytest.mark.parametrize("backend", BOTH)
+def test_short_time_window_follows_on_short_and_rate_sampling_never_repeats(backend):
+    # 0.5–0.6 s of the 30 fps pancake clip holds 4 frames
+    with pytest.raises(ValueError, match=r"flipping_a_pancake.mkv: num_frames=8 asked for, but the clip has only "
+                                         r"4 frames in \[0.5, 0.6\] s"):
+        read_frames(PANCAKE, num_frames=8, start=0.5, end=0.6, backend=backend)
+    _, capped = read_frames(PANCAKE, num_frames=8, start=0.5, end=0.6, backend=backend, on_short="cap")
+    assert len(capped) == 4 and len(np.unique(capped)) == 4
+    # a rate above the clip's own and a max_frames above its length take every frame once, whatever on_short says
+    for kw in ({"fps": 1000}, {"fps": 1000, "max_frames": 100}):
+        frames, ts = read_frames(DATA / "video_0.mov", backend=backend, **kw)
+        assert frames.shape[0] == 3
+        np.testing.assert_allclose(ts, [0, 1 / 30, 2 / 30], atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", BOTH)
+def test_repeat_with_skipped_bad_frames_drops_every_repeat_of_the_bad_one(backend, caplog):
+    idx = np.linspace(0, 49, 100, dtype=int)  # corrupted.mp4: 50 frames, frame 28 broken
+    with caplog.at_level(logging.WARNING):
+        frames, ts = read_frames(DATA / "corrupted.mp4", num_frames=100, backend=backend, on_short="repeat",
+                                 skip_bad_frames=True)
+    kept = idx[idx != 28]
+    assert len(frames) == len(ts) == len(kept) == 98
+    np.testing.assert_allclose(ts, kept / 10, atol=1e-6)
+    assert "corrupted.mp4: skip" in caplog.text
