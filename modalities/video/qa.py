@@ -1,8 +1,9 @@
 """Video question answering with a LongVA-style model: ``answer(model, "clip.mp4", "What happens?")``.
 
-Frames are sampled with :func:`read_frames` (uniform ``num_frames``, or ``fps`` with ``max_frames``); a video that
-cannot be read raises — there is no text-only fallback. Decoding is greedy with a KV cache; ``stream=True`` returns
-an iterator over text pieces as they are generated (what the Gradio demo shows).
+Frames are sampled with :func:`read_frames` (uniform ``num_frames``, or ``fps`` with ``max_frames``; ``on_short``
+for a clip with fewer frames than ``num_frames``); a video that cannot be read, or no frames at all, raises — there
+is no text-only fallback. Decoding is greedy with a KV cache; ``stream=True`` returns an iterator over text pieces
+as they are generated (what the Gradio demo shows).
 
 Prompting: byte-level zoo models (vocab 260) get ``[BOS, <image>, question bytes]`` as in V-NIAH training; a model
 with a Hugging Face tokenizer gets LongVA's ``qwen_1_5`` chat template with the question after ``<image>\\n``.
@@ -13,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..text.tokenizer import ByteTokenizer, stream_text
@@ -49,19 +51,27 @@ def generate_tokens(model: LongVA, input_ids: torch.Tensor, videos: list[torch.T
 
 def answer(model: LongVA, video, question: str, num_frames: int | None = 16, fps: float | None = None,
            max_frames: int | None = None, max_new_tokens: int = 64, tokenizer=None, stream: bool = False,
-           backend: str = "auto"):
+           backend: str = "auto", on_short: str = "error"):
     """Answer ``question`` about ``video``: the text, or an iterator of text pieces with stream=True.
 
-    ``video`` is a path (sampled with num_frames / fps / max_frames) or frames :func:`read_frames` already returned,
-    uint8 ``(T, H, W, 3)`` (so a caller that shows them does not decode the file twice)."""
+    ``video`` is a path (sampled with num_frames / fps / max_frames / on_short, see :func:`read_frames`) or frames
+    :func:`read_frames` already returned, uint8 ``(T, H, W, 3)`` (so a caller that shows them does not decode the
+    file twice). Zero frames (an empty array, ``num_frames=0``) raise a ``ValueError`` before anything runs."""
     if not isinstance(model, LongVA):
         raise TypeError(f"answer() needs a LongVA video model, got {type(model).__name__}")
+    for name, value in (("num_frames", num_frames), ("max_frames", max_frames)):
+        if value is not None and value < 1:
+            raise ValueError(f"answer() needs at least one video frame: {name} must be ≥ 1, got {value}")
     if isinstance(video, (str, Path)):
         if fps is not None:
             num_frames = None
-        frames, _ = read_frames(video, num_frames=num_frames, fps=fps, max_frames=max_frames, backend=backend)
+        frames, _ = read_frames(video, num_frames=num_frames, fps=fps, max_frames=max_frames, backend=backend,
+                                on_short=on_short)
     else:
         frames = video
+        shape = tuple(frames.shape) if hasattr(frames, "shape") else np.shape(frames)
+        if 0 in shape:
+            raise ValueError(f"answer() needs at least one video frame, got an empty array of shape {shape}")
     pixels = preprocess_frames(frames, model.image_size).to(next(model.parameters()).dtype)
     ids = torch.tensor([prompt_ids(question, tokenizer)])
     model.eval()
