@@ -4,7 +4,10 @@ synthetic protein set that the code writes when no file is given.
 Protein LMs hold out whole sequences, not the tail of each one: ``ProteinRecords`` takes every record of one or
 more FASTA files (plain or bgzip, through pyfaidx), assigns a fixed ``val_fraction`` of them to validation by a hash of
 the record name (stable when files grow), and crops records longer than ``max_len`` at a random offset (training)
-or at the start (validation). Residues outside the tokenizer's alphabet fail with the file and record named.
+or at the start (validation). Residues outside the tokenizer's alphabet fail with the file and record named. A
+record name used twice in one file is an error (:func:`~.fasta.open_fasta`); the same name in two files is two
+records, and both land in the same split (the split hashes the name), so a protein listed in two files under one name
+is never trained on and validated on at once. Indexes go to the cache unless ``index_next_to_fasta=True``.
 
 The synthetic set (``write_synthetic_proteins``) is a first-order Markov chain over the 20 standard amino acids
 whose transition rows are drawn from a sparse Dirichlet: each residue has a few likely successors, so a
@@ -84,13 +87,14 @@ class ProteinRecords(Dataset):
     """Every record of ``paths`` in ``split`` ("train" or "val"), as token ids of at most ``max_len`` residues."""
 
     def __init__(self, paths: str | Path | list[str | Path], max_len: int = 256, split: str = "train",
-                 val_fraction: float = 0.1, tokenizer: ProteinTokenizer | None = None, seed: int = 0):
+                 val_fraction: float = 0.1, tokenizer: ProteinTokenizer | None = None, seed: int = 0,
+                 index_next_to_fasta: bool = False):
         if split not in ("train", "val"):
             raise ValueError(f"split must be 'train' or 'val', got {split!r}")
         self.paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
         self.max_len, self.split, self.seed = max_len, split, seed
         self.tokenizer = tokenizer or ProteinTokenizer()
-        self._fastas = [open_fasta(p) for p in self.paths]
+        self._fastas = [open_fasta(p, index_next_to_fasta) for p in self.paths]
         self.records = [(f, name) for f, fa in enumerate(self._fastas) for name in fa.keys()
                         if is_validation(name, val_fraction) == (split == "val")]
         if not self.records:
