@@ -8,6 +8,9 @@ Protocol (Informer / PatchTST / Timer-XL, as OpenLTM implements it):
 - a StandardScaler (mean and population std per variable) fitted on the training rows scales everything; metrics are
   reported in that scaled space.
 - every window of the split is used (stride 1), in order; none is dropped.
+
+Rows must be in time order with no date twice (splits and windows follow the rows); ``sort_dates=True`` sorts a file
+that is out of order, and a repeated date is an error either way.
 """
 
 from __future__ import annotations
@@ -43,9 +46,14 @@ class SeriesTable:
         return self.values.shape[0]
 
 
-def read_series_csv(path: str | Path, date_column: str | None = "date", fill: str = "none") -> SeriesTable:
+def read_series_csv(path: str | Path, date_column: str | None = "date", fill: str = "none",
+                    sort_dates: bool = False) -> SeriesTable:
     """Read ``path``: a header row, then one row per time step. ``date_column`` names the timestamp column (ISO
     dates; ``None`` for files without one); every other column is a variable and must be numeric.
+
+    The rows must be in time order, each date once: splits and windows follow the rows, so a file out of order is an
+    error naming both lines and dates, unless ``sort_dates=True`` sorts the rows by date (stably; the values move
+    with their dates). A repeated date is an error either way: which of two rows is the true one is not ours to guess.
 
     Missing values (empty, NaN, NA, …) are an error naming the column, how many and the first line, unless ``fill``
     says what to do: ``"ffill"`` carries the last seen value forward (a leading gap takes the first value seen),
@@ -73,6 +81,8 @@ def read_series_csv(path: str | Path, date_column: str | None = "date", fill: st
     body = rows[1:]
     if not body:
         raise SeriesFormatError(f"{path} has a header but no rows")
+    if sort_dates and date_index is None:
+        raise ValueError("sort_dates=True needs a date column, but date_column is None")
     values = np.empty((len(body), len(var_index)), dtype=np.float64)
     dates: list[datetime] | None = [] if date_index is not None else None
     for r, row in enumerate(body):
@@ -86,6 +96,13 @@ def read_series_csv(path: str | Path, date_column: str | None = "date", fill: st
                 raise SeriesFormatError(
                     f"{path}, line {line}, column {date_column!r}: {row[date_index]!r} is not an ISO date/time"
                 ) from None
+            if (dates[-1].tzinfo is None) != (dates[0].tzinfo is None):  # naive and aware times do not compare
+                raise SeriesFormatError(
+                    f"{path}, line {line}, column {date_column!r}: {row[date_index].strip()!r} "
+                    f"{'has no' if dates[-1].tzinfo is None else 'has a'} UTC offset and line 2's "
+                    f"{body[0][date_index].strip()!r} {'does' if dates[-1].tzinfo is None else 'does not'}; give "
+                    "every date one, or none"
+                )
         for j, i in enumerate(var_index):
             cell = row[i].strip()
             if cell.lower() in _MISSING:
@@ -98,17 +115,39 @@ def read_series_csv(path: str | Path, date_column: str | None = "date", fill: st
             if not math.isfinite(values[r, j]):
                 raise SeriesFormatError(f"{path}, line {line}, column {header[i]!r}: {cell!r} is not finite")
     names = [header[i] for i in var_index]
+    lines = np.arange(2, len(body) + 2)  # the file line of each row, which sorting moves with the row
+    if dates is not None:
+        if sort_dates:
+            order = sorted(range(len(dates)), key=dates.__getitem__)  # Python's sort is stable
+            dates, values, lines = [dates[k] for k in order], values[order], lines[order]
+        _check_time_order(path, dates, lines, [row[date_index].strip() for row in body])
     missing = np.isnan(values)
     if missing.any():
         if fill == "none":
             j = int(np.nonzero(missing.any(0))[0][0])
-            first = int(np.nonzero(missing[:, j])[0][0]) + 2
+            first = int(lines[missing[:, j]].min())
             raise SeriesFormatError(
                 f"{path}: column {names[j]!r} has {int(missing[:, j].sum())} missing values (first at line {first}); "
                 f"pass fill='ffill' or fill='linear' (--data.fill) to fill them"
             )
         values = _fill(values, missing, fill, path, names)
     return SeriesTable(path, names, values, dates)
+
+
+def _check_time_order(path: Path, dates: list[datetime], lines: np.ndarray, text: list[str]) -> None:
+    """Each row strictly later than the one before; else the first offending line (in file order) and its dates.
+    ``text[line - 2]`` is the date as the file writes it."""
+    repeats = [k for k in range(1, len(dates)) if dates[k] == dates[k - 1]]
+    earlier = [k for k in range(1, len(dates)) if dates[k] < dates[k - 1]]
+    if not repeats and not earlier:
+        return
+    k = min(repeats + earlier, key=lambda k: lines[k])
+    line, before = int(lines[k]), int(lines[k - 1])
+    if dates[k] == dates[k - 1]:
+        raise SeriesFormatError(f"{path}, line {line}: repeats line {before}'s date {text[before - 2]}; each time step "
+                                "may appear only once (sort_dates does not merge rows)")
+    raise SeriesFormatError(f"{path}, line {line}: {text[line - 2]} comes before line {before}'s {text[before - 2]}; "
+                            "the rows must be in time order (pass sort_dates=True, --data.sort_dates, to sort them)")
 
 
 def _fill(values: np.ndarray, missing: np.ndarray, how: str, path: Path, names: list[str]) -> np.ndarray:
@@ -205,9 +244,9 @@ class BenchmarkSeries:
 
 def load_benchmark(
     path: str | Path, lookback: int = 672, split: str = "auto", max_target: int = 96, date_column: str | None = "date",
-    fill: str = "none",
+    fill: str = "none", sort_dates: bool = False,
 ) -> BenchmarkSeries:
-    table = read_series_csv(path, date_column, fill)
+    table = read_series_csv(path, date_column, fill, sort_dates)
     scheme = split_scheme(path, split)
     borders = split_borders(table.n_rows, lookback, scheme, lookback + max_target, str(table.path))
     a, b = borders["train"]
