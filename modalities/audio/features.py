@@ -6,16 +6,22 @@ spectrum without the last frame, Slaney-normalised mel filters over 0–8 kHz, l
 compares them). A 30 s window is 480,000 samples → 3,000 frames.
 
 Long audio: :func:`split_windows` cuts it into consecutive 30 s windows (the last zero-padded) and returns how many
-samples of each are real, so nothing is lost and the encoder can mask the padding.
+samples of each are real, so nothing is lost and the encoder can mask the padding. :func:`audio_features` computes all
+windows at once; :func:`iter_audio_features` computes the same rows one window at a time, from samples or straight
+from a file decoded progressively, so that hours of audio featurise in the memory of one window.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from .io import iter_audio_windows
 
 SAMPLE_RATE = 16000
 N_FFT = 400
@@ -81,17 +87,87 @@ def split_windows(audio: Tensor | np.ndarray, window: int = WINDOW_SAMPLES) -> t
     return padded.view(n_win, window), lengths
 
 
+def _window_samples(window_seconds: float) -> int:
+    window = round(window_seconds * SAMPLE_RATE)
+    if window <= 0 or window % HOP_LENGTH:
+        raise ValueError(f"window_seconds {window_seconds} is not a positive whole number of {HOP_LENGTH}-sample hops")
+    return window
+
+
+def _too_short(n_samples: int) -> str | None:
+    """Why ``n_samples`` of 16 kHz audio cannot be featurised, or None."""
+    if n_samples == 0:
+        return "is empty (0 samples)"
+    if n_samples < N_FFT:
+        return (f"holds {n_samples} samples ({n_samples / SAMPLE_RATE * 1000:.1f} ms at 16 kHz), fewer than one "
+                f"{N_FFT}-sample FFT window ({N_FFT / SAMPLE_RATE * 1000:.0f} ms): no complete mel frame")
+    return None
+
+
+def check_audio(audio: Tensor | np.ndarray, name: str = "audio") -> Tensor:
+    """``audio`` as a float32 tensor, after checking it is 1-D, at least one FFT window long and finite; a
+    ValueError naming ``name`` says what is wrong otherwise."""
+    x = torch.as_tensor(audio, dtype=torch.float32)
+    if x.dim() != 1:
+        raise ValueError(f"{name} must be 1-D mono 16 kHz samples, got shape {tuple(x.shape)}")
+    problem = _too_short(x.numel())
+    if problem is not None:
+        raise ValueError(f"{name} {problem}")
+    finite = torch.isfinite(x)
+    if not bool(finite.all()):
+        raise ValueError(f"{name} holds NaN or infinite samples (the first at sample {int((~finite).nonzero()[0])})")
+    return x
+
+
+def _mask(n_real: Tensor, frames: int) -> Tensor:
+    real = torch.clamp(-(-n_real // HOP_LENGTH), max=frames)  # a frame holding any real sample counts
+    return (torch.arange(frames) < real[..., None]).long()
+
+
 def audio_features(audio: Tensor | np.ndarray, n_mels: int = 128,
                    window_seconds: float = WINDOW_SECONDS) -> tuple[Tensor, Tensor]:
     """Any-length 16 kHz audio → ``input_features (W, n_mels, frames)`` and ``feature_attention_mask (W, frames)``
     (1 on frames that hold real samples), one row per window of ``window_seconds`` (30 s = 3,000 frames, Whisper's
-    and Qwen2-Audio's; a tiny model may use shorter ones) — the inputs of a Qwen2-Audio-shaped model."""
-    window = round(window_seconds * SAMPLE_RATE)
-    if window % HOP_LENGTH:
-        raise ValueError(f"window_seconds {window_seconds} is not a whole number of {HOP_LENGTH}-sample hops")
-    windows, lengths = split_windows(audio, window)
-    feats = log_mel_spectrogram(windows, n_mels)
+    and Qwen2-Audio's; a tiny model may use shorter ones) — the inputs of a Qwen2-Audio-shaped model.
+
+    Audio that is empty, shorter than one FFT window (400 samples) or not finite raises ValueError. All windows are
+    computed at once; for long audio, :func:`iter_audio_features` gives the same rows one at a time."""
+    window = _window_samples(window_seconds)
+    windows, lengths = split_windows(check_audio(audio), window)
+    return log_mel_spectrogram(windows, n_mels), _mask(lengths, window // HOP_LENGTH)
+
+
+def iter_audio_features(audio: str | Path | Tensor | np.ndarray, n_mels: int = 128,
+                        window_seconds: float = WINDOW_SECONDS,
+                        allow_partial: bool = False) -> Iterator[tuple[Tensor, Tensor]]:
+    """:func:`audio_features` one window at a time: yields ``(features (n_mels, frames), mask (frames,))`` for each
+    window of ``audio`` — a file path (decoded progressively by :func:`iter_audio_windows`, so memory stays flat in
+    the file's length) or 16 kHz samples.
+
+    Each row equals the matching row of ``audio_features(samples)`` exactly for samples, and within 1e-5 for a file
+    against ``audio_features(load_audio(path))`` (its resampling runs piecewise). Errors are ``audio_features``' and
+    ``load_audio``'s; for a file, too short a file raises at the end of the iteration, naming it."""
+    window = _window_samples(window_seconds)
     frames = window // HOP_LENGTH
-    real = torch.clamp(-(-lengths // HOP_LENGTH), max=frames)  # a frame holding any real sample counts
-    mask = (torch.arange(frames)[None] < real[:, None]).long()
-    return feats, mask
+    if isinstance(audio, (str, Path)):
+        windows = iter_audio_windows(audio, window_seconds, SAMPLE_RATE, allow_partial)
+        return _features(windows, n_mels, frames, name=str(audio))
+    x = check_audio(audio)
+    n = x.numel()
+    slices = ((pad_or_trim(x[i: i + window], window), min(window, n - i)) for i in range(0, n, window))
+    return _features(slices, n_mels, frames, name="audio")
+
+
+def _features(windows: Iterator[tuple[Tensor | np.ndarray, int]], n_mels: int, frames: int,
+              name: str) -> Iterator[tuple[Tensor, Tensor]]:
+    total = 0
+    held = None  # one window is held back, so that a file too short to featurise raises before yielding anything
+    for samples, n_real in windows:
+        total += n_real
+        if held is not None:
+            yield held
+        held = (log_mel_spectrogram(torch.as_tensor(samples), n_mels), _mask(torch.tensor(n_real), frames))
+    problem = _too_short(total)
+    if problem is not None:
+        raise ValueError(f"{name} {problem}")
+    yield held

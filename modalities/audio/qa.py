@@ -1,10 +1,11 @@
 """Audio question answering: ``answer(model, "talk.flac", "What is said?")``.
 
-The file is read with :func:`load_audio` (an unreadable file raises, naming it), cut into 30 s windows and encoded;
-audio longer than the model's 750-token window gets Partial YaRN positions when the model has them configured
-(``partial_yarn=True/False`` forces it). Decoding is greedy with a KV cache; new tokens continue both position tracks
-(original positions in the high-frequency pairs, remapped ones in the low-frequency pairs). ``stream=True`` returns an
-iterator over text pieces as they are generated (what the Gradio demo shows).
+A file is decoded and featurised one 30 s window at a time (:func:`iter_audio_features`; an unreadable or truncated
+file raises, naming it), then the windows are encoded; audio longer than the model's 750-token window gets Partial
+YaRN positions when the model has them configured (``partial_yarn=True/False`` forces it). Decoding is greedy with a
+KV cache; new tokens continue both position tracks (original positions in the high-frequency pairs, remapped ones in
+the low-frequency pairs). ``stream=True`` returns an iterator over text pieces as they are generated (what the Gradio
+demo shows).
 
 Prompting: byte-level zoo models (vocab 260) get ``[BOS, <audio>…, question bytes]`` as in needle training; a model
 with a Hugging Face tokenizer gets Qwen2-Audio-Instruct's chat template (``Audio 1: <|audio_bos|><|AUDIO|>…
@@ -16,11 +17,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..text.tokenizer import ByteTokenizer, stream_text
-from .features import audio_features
-from .io import load_audio
+from .features import audio_features, check_audio, iter_audio_features
 from .qwen2_audio import Qwen2Audio, encoder_output_lengths
 
 QWEN_SYSTEM = "You are a helpful assistant."
@@ -51,16 +52,29 @@ def generate_tokens(model: Qwen2Audio, input_ids: torch.Tensor, input_features: 
     yield from greedy_tokens(model.lm, out, cache, kwargs["position_ids"][:, -1:], max_new_tokens, eos_token_id)
 
 
+def audio_inputs(audio: str | Path | torch.Tensor | np.ndarray, n_mels: int,
+                 window_seconds: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``input_features (W, n_mels, frames)`` and ``feature_attention_mask (W, frames)`` of a file or of samples.
+
+    A file is decoded and featurised window by window (:func:`iter_audio_features`): the same rows as
+    ``audio_features(load_audio(path))`` (within 1e-5; exactly for a 16 kHz file) without holding the decoded
+    samples or the whole-audio spectrogram. Empty or too-short audio raises ValueError naming it."""
+    if isinstance(audio, (str, Path)):
+        rows = list(iter_audio_features(audio, n_mels, window_seconds))
+        return torch.stack([f for f, _ in rows]), torch.stack([m for _, m in rows])
+    return audio_features(check_audio(audio, "answer(): the audio"), n_mels, window_seconds)
+
+
 def answer(model: Qwen2Audio, audio, question: str, max_new_tokens: int = 64, tokenizer=None,
            stream: bool = False, partial_yarn: bool | None = None):
     """Answer ``question`` about ``audio``: the text, or an iterator of text pieces with stream=True.
 
     ``audio`` is a file path, or mono 16 kHz samples :func:`load_audio` already returned (so a caller that plots them
-    does not decode the file twice)."""
+    does not decode the file twice). Empty audio, or fewer samples than one FFT window (400, 25 ms: not one complete
+    mel frame), raises ValueError naming it."""
     if not isinstance(model, Qwen2Audio):
         raise TypeError(f"answer() needs a Qwen2Audio model, got {type(model).__name__}")
-    samples = load_audio(audio) if isinstance(audio, (str, Path)) else audio
-    feats, mask = audio_features(samples, model.audio_tower.config.n_mels, model.audio_tower.window_seconds)
+    feats, mask = audio_inputs(audio, model.audio_tower.config.n_mels, model.audio_tower.window_seconds)
     n_tokens = int(encoder_output_lengths(mask.sum(-1))[1].sum())
     ids = torch.tensor([prompt_ids(n_tokens, question, model.config.audio_token_id, tokenizer)])
     model.eval()
