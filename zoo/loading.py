@@ -3,19 +3,30 @@ Lightning checkpoints that ``python -m zoo.fit`` writes. Loading is strict and n
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import json
+import logging
 import os
+import re
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from .checkpoints import CheckpointError, safetensors_load, torch_load
 from .registry import ARCHITECTURES, HF_FAMILIES
 
+log = logging.getLogger(__name__)
+__all__ = ["CheckpointError", "CheckpointNotFoundError", "load_pretrained", "save_hf_directory", "read_state_dict"]
+# what a Hub repository id looks like (huggingface_hub's rule: org/name of letters, digits, '-', '_', '.')
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}")
+LOCAL_SUFFIXES = {".ckpt", ".pt", ".pth", ".bin", ".safetensors", ".json", ".yaml", ".yml"}
+HUB_TIMEOUT_S = 5.0  # per request; an unreachable Hub fails in seconds, not after minutes
 
-class CheckpointError(RuntimeError):
-    """A checkpoint that does not match the model it is loaded into (keys or shapes), or is unreadable."""
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """A local checkpoint path that does not exist, or a hub id the Hub cannot provide."""
 
 
 def _ensure_registered() -> None:
@@ -26,50 +37,112 @@ def _ensure_registered() -> None:
     from .modalities.video import longva  # noqa: F401  (LongVA: the llava_qwen family)
 
 
+def looks_local(text: str) -> bool:
+    """Whether ``text`` can only mean a path on this machine: anything but a bare ``org/name`` whose ``org`` is not
+    a folder here (``runs/longvaa`` is local when ``runs/`` exists; ``my_model`` and ``model.ckpt`` always are)."""
+    if text.startswith((".", "/", "~")) or "\\" in text or Path(text).suffix.lower() in LOCAL_SUFFIXES:
+        return True
+    if not HUB_ID.fullmatch(text):
+        return True
+    return Path(text.split("/")[0]).is_dir()
+
+
+def _missing_local(text: str) -> CheckpointNotFoundError:
+    """'no such path', naming the nearest folder that exists and the closest names in it."""
+    path = Path(text).expanduser()
+    parent = path.parent
+    while not parent.is_dir() and parent != parent.parent:
+        parent = parent.parent
+    message = f"{text}: no such file or directory"
+    if parent.is_dir():
+        names = sorted(p.name for p in parent.iterdir())
+        target = path.relative_to(parent).parts[0] if path.is_relative_to(parent) else path.name
+        close = difflib.get_close_matches(target, names, n=3, cutoff=0.6)
+        if close:
+            message += f" (did you mean {', '.join(str(parent / c) for c in close)}?)"
+        elif names and parent != path.parent.parent.parent:  # the listing helps next to the path, not far up
+            where = "this folder" if str(parent) == "." else f"{parent}/"
+            message += f" ({where} holds {', '.join(names[:8])}{', …' if len(names) > 8 else ''})"
+    return CheckpointNotFoundError(message)
+
+
 def _resolve(path_or_id: str | os.PathLike, revision: str | None) -> Path:
     path = Path(path_or_id).expanduser()
     if path.exists():
         return path
     text = str(path_or_id)
-    looks_like_hub_id = text.count("/") == 1 and not text.startswith((".", "/", "~")) and not text.endswith(".ckpt")
-    if not looks_like_hub_id:
-        raise FileNotFoundError(f"no checkpoint at {text!r} (not a file or directory, and not an 'org/name' hub id)")
-    from huggingface_hub import snapshot_download
+    if isinstance(path_or_id, os.PathLike) or looks_local(text):
+        raise _missing_local(text)
+    return _download(text, revision)
 
-    return Path(
-        snapshot_download(
-            text, revision=revision, allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.bin"]
-        )
-    )
+
+def _download(repo_id: str, revision: str | None) -> Path:
+    """A Hub snapshot (weights, configs, tokenizer files only); offline (``HF_HUB_OFFLINE=1``) only the local cache
+    is read. Network failures give up after :data:`HUB_TIMEOUT_S` per request and say so."""
+    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub.errors import (GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError,
+                                        RevisionNotFoundError)
+
+    offline = bool(constants.HF_HUB_OFFLINE)
+    try:
+        return Path(snapshot_download(repo_id, revision=revision, etag_timeout=HUB_TIMEOUT_S,
+                                      allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.bin"]))
+    except LocalEntryNotFoundError as e:
+        why = ("HF_HUB_OFFLINE is set and it is not in the local Hub cache" if offline else
+               f"the Hub could not be reached ({str(e).splitlines()[0][:120]}) and it is not in the local cache")
+        raise CheckpointNotFoundError(f"{repo_id}: not a local path, and {why}") from None
+    except GatedRepoError:
+        raise CheckpointNotFoundError(f"{repo_id}: a gated Hub repository; log in (huggingface-cli login) after "
+                                      "accepting its terms") from None
+    except RepositoryNotFoundError:
+        raise CheckpointNotFoundError(f"{repo_id}: not a local path, and no such model on the Hub") from None
+    except RevisionNotFoundError:
+        raise CheckpointNotFoundError(f"{repo_id}: the Hub has no revision {revision!r}") from None
 
 
 def read_state_dict(directory: Path) -> dict[str, torch.Tensor]:
     """All tensors of a Hugging Face directory: (sharded) safetensors, else (sharded) pytorch_model.bin."""
-    from safetensors.torch import load_file
-
     for index_name, loader in (
-        ("model.safetensors.index.json", lambda p: load_file(p)),
-        ("pytorch_model.bin.index.json", lambda p: torch.load(p, map_location="cpu", weights_only=True)),
+        ("model.safetensors.index.json", safetensors_load),
+        ("pytorch_model.bin.index.json", torch_load),
     ):
         index = directory / index_name
         if index.exists():
-            weight_map = json.loads(index.read_text())["weight_map"]
+            weight_map = _read_index(index)
             state: dict[str, torch.Tensor] = {}
             for shard in sorted(set(weight_map.values())):
                 shard_path = directory / shard
                 if not shard_path.exists():
                     raise CheckpointError(f"{index} names shard {shard!r}, which is missing from {directory}")
-                state.update(loader(shard_path))
+                state.update(_tensor_dict(loader(shard_path), shard_path))
             missing = set(weight_map) - set(state)
             if missing:
                 raise CheckpointError(f"{index} lists tensors absent from its shards: {sorted(missing)[:10]}")
             return state
     if (directory / "model.safetensors").exists():
-        return load_file(directory / "model.safetensors")
+        return safetensors_load(directory / "model.safetensors")
     if (directory / "pytorch_model.bin").exists():
-        return torch.load(directory / "pytorch_model.bin", map_location="cpu", weights_only=True)
+        return _tensor_dict(torch_load(directory / "pytorch_model.bin"), directory / "pytorch_model.bin")
     found = sorted(p.name for p in directory.iterdir())
     raise CheckpointError(f"no weights in {directory}: expected model.safetensors (or shards/.bin); found {found}")
+
+
+def _read_index(index: Path) -> dict[str, str]:
+    try:
+        weight_map = json.loads(index.read_text())["weight_map"]
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{index}: not a shard index with a weight_map ({type(e).__name__}: {e})") from None
+    if not isinstance(weight_map, dict):
+        raise CheckpointError(f"{index}: weight_map is a {type(weight_map).__name__}, not a name → shard mapping")
+    return weight_map
+
+
+def _tensor_dict(state, path: Path) -> dict[str, torch.Tensor]:
+    """A weights file's content, checked to be a flat name → tensor mapping (a full training checkpoint is not)."""
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        kind = type(state).__name__ if not isinstance(state, dict) else "a dict holding non-tensors"
+        raise CheckpointError(f"{path}: expected a name → tensor state dict, found {kind}")
+    return state
 
 
 def load_state_dict_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
@@ -99,7 +172,9 @@ def load_state_dict_strict(model: nn.Module, state: dict[str, torch.Tensor], sou
 def load_zoo_checkpoint(path: Path, **overrides) -> nn.Module:
     """A Lightning checkpoint written by ``zoo.fit``: hyper_parameters.zoo_model names the architecture/config."""
     _ensure_registered()
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt = torch_load(path)
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise CheckpointError(f"{path}: not a Lightning checkpoint (no state_dict)")
     meta = (ckpt.get("hyper_parameters") or {}).get("zoo_model")
     if not meta:
         raise CheckpointError(f"{path} has no hyper_parameters.zoo_model entry: it was not written by zoo.fit")
@@ -118,7 +193,9 @@ def checkpoint_hparams(path: str | os.PathLike) -> dict:
         return {}
     # memory-mapped: the evals call this beside load_pretrained on the same file, and only the small hyper-parameter
     # dicts are wanted, not a second copy of the weights and optimizer states
-    ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    ckpt = torch_load(path, mmap=True)
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"{path}: not a Lightning checkpoint")
     return {k: ckpt.get(k) or {} for k in ("hyper_parameters", "datamodule_hyper_parameters")}
 
 
@@ -153,10 +230,16 @@ def load_pretrained(
             if dtype is not None or device is not None:
                 model = model.to(device=device, dtype=dtype)
             return model.eval()
-        hf_config = json.loads(config_path.read_text())
-        model_type = hf_config.get("model_type")
+        try:
+            hf_config = json.loads(config_path.read_text())
+        except json.JSONDecodeError as e:
+            raise CheckpointError(f"{config_path}: not valid JSON ({e})") from None
+        model_type = hf_config.get("model_type") if isinstance(hf_config, dict) else None
         if model_type is None:
             raise CheckpointError(f"{config_path} has no model_type")
+        if model_type not in HF_FAMILIES:
+            raise CheckpointError(f"{config_path}: model_type {model_type!r} is not one the zoo loads "
+                                  f"({', '.join(HF_FAMILIES.names())})")
         family = HF_FAMILIES.get(model_type)
         if "source" in inspect.signature(family.from_hf).parameters:  # families that resolve paths next to it
             overrides = {**overrides, "source": path}
@@ -179,13 +262,37 @@ def _parse_size(size: int | str) -> int:
     return int(s)
 
 
+SHARD_NAME = re.compile(r"model-\d{5}-of-\d{5}\.safetensors")
+
+
+def _write_atomically(target: Path, write) -> None:
+    """``write(tmp)`` to a hidden file beside ``target``, then rename it over ``target``: an interrupted save never
+    leaves a half-written file under the real name."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def save_hf_directory(model: nn.Module, path, max_shard_size: int | str = "2GB") -> None:
-    """Write config.json and safetensors (sharded with an index above ``max_shard_size``) in Hugging Face layout."""
+    """Write config.json and safetensors (sharded with an index above ``max_shard_size``) in Hugging Face layout.
+
+    Each file is written beside its target and renamed into place (the index last). Only this layout's own files
+    are replaced or removed: ``config.json``, ``model.safetensors``, the index and the shards the folder's previous
+    index names. Every other file stays as it is: ``model_ema.safetensors``, ``model-finetuned.safetensors``, a
+    tokenizer, and shard-named files that no index names (those are reported with a warning).
+    """
     from safetensors.torch import save_file
 
     directory = Path(path)
+    if directory.exists() and not directory.is_dir():
+        raise NotADirectoryError(f"{directory}: save_pretrained writes a directory, and this is a file")
+    config = json.dumps(model.hf_config(), indent=2) + "\n"  # first: a model without this layout writes nothing
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "config.json").write_text(json.dumps(model.hf_config(), indent=2) + "\n")
+    index_path = directory / "model.safetensors.index.json"
+    previous_shards = set(_read_index(index_path).values()) if index_path.exists() else set()
     state = {k: v.detach().contiguous().cpu() for k, v in model.hf_state_dict().items()}
     limit = _parse_size(max_shard_size)
     shards: list[dict[str, torch.Tensor]] = [{}]
@@ -197,17 +304,24 @@ def save_hf_directory(model: nn.Module, path, max_shard_size: int | str = "2GB")
             size = 0
         shards[-1][k] = v
         size += nbytes
-    for stale in directory.glob("model*.safetensors"):
-        stale.unlink()
+    names = (["model.safetensors"] if len(shards) == 1 else
+             [f"model-{i:05d}-of-{len(shards):05d}.safetensors" for i in range(1, len(shards) + 1)])
+    for name, shard in zip(names, shards):
+        _write_atomically(directory / name, lambda tmp, shard=shard: save_file(shard, tmp, metadata={"format": "pt"}))
+    _write_atomically(directory / "config.json", lambda tmp: tmp.write_text(config))
     if len(shards) == 1:
-        save_file(shards[0], directory / "model.safetensors", metadata={"format": "pt"})
-        (directory / "model.safetensors.index.json").unlink(missing_ok=True)
-        return
-    weight_map = {}
-    for i, shard in enumerate(shards, 1):
-        name = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
-        save_file(shard, directory / name, metadata={"format": "pt"})
-        weight_map.update({k: name for k in shard})
-    total = sum(v.numel() * v.element_size() for v in state.values())
-    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
-    (directory / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n")
+        index_path.unlink(missing_ok=True)
+    else:
+        total = sum(v.numel() * v.element_size() for v in state.values())
+        index = {"metadata": {"total_size": total},
+                 "weight_map": {k: name for name, shard in zip(names, shards) for k in shard}}
+        _write_atomically(index_path, lambda tmp: tmp.write_text(json.dumps(index, indent=2) + "\n"))
+        # the single-file weights of an earlier save: loaders (transformers too) would prefer it to the new index
+        (directory / "model.safetensors").unlink(missing_ok=True)
+    for stale in sorted(previous_shards - set(names)):
+        (directory / stale).unlink(missing_ok=True)
+    strays = sorted(p.name for p in directory.iterdir() if SHARD_NAME.fullmatch(p.name) and p.name not in names
+                    and p.name not in previous_shards)
+    if strays:
+        log.warning("%s: left %s in place: shard-named files that no index of this folder names", directory,
+                    ", ".join(strays))

@@ -108,18 +108,15 @@ def state_dict_from_original(state: dict[str, Tensor], d_model: int) -> dict[str
 
 def load_hyenadna(directory: str | Path, **overrides) -> CausalLM:
     """A LongSafari-layout directory (config.json + weights.ckpt) → CausalLM with its weights, loaded strictly."""
-    from zoo.loading import CheckpointError, load_state_dict_strict
+    from zoo.checkpoints import torch_load
+    from zoo.loading import load_state_dict_strict
 
     directory = Path(directory)
     cfg = json.loads((directory / "config.json").read_text())
     config = hyenadna_config(cfg)
     if overrides:
         config = LMConfig.from_dict({**asdict(config), **overrides})
-    try:
-        ckpt = torch.load(directory / "weights.ckpt", map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001  (pickle errors come in many types)
-        raise CheckpointError(f"{directory / 'weights.ckpt'}: not loadable with weights_only=True ({e}); "
-                              "it pickles objects other than tensors") from e
+    ckpt = torch_load(directory / "weights.ckpt")
     state = ckpt.get("state_dict", ckpt)
     model = CausalLM(config)
     load_state_dict_strict(model, state_dict_from_original(state, config.d_model), str(directory / "weights.ckpt"))
