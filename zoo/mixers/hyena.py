@@ -33,6 +33,9 @@ def positional_features(length: int, emb_dim: int, device=None) -> tuple[Tensor,
     """HyenaDNA's features: (t in [0, 1], cos and sin of (emb_dim − 1) // 2 frequencies) → (L, emb_dim), and t."""
     if emb_dim < 3 or emb_dim % 2 == 0:
         raise ValueError(f"emb_dim must be odd and ≥ 3 (t plus cos/sin pairs), got {emb_dim}")
+    # an explicit device: transformers 5 can leave torch.linspace patched to default to the CPU (seen after a
+    # sharded from_pretrained), which broke building this filter on the meta device
+    device = torch.get_default_device() if device is None else device
     t = torch.linspace(0, 1, length, device=device)[:, None]
     bands = (emb_dim - 1) // 2
     w = 2 * math.pi * torch.arange(length, device=device)[:, None] / length
@@ -65,7 +68,8 @@ class HyenaFilter(nn.Module):
         self.mlp = nn.Sequential(*layers)
         max_decay = math.log(target) / fast_decay_pct
         min_decay = math.log(target) / slow_decay_pct
-        self.register_buffer("deltas", torch.linspace(min_decay, max_decay, d_model)[None],
+        self.register_buffer("deltas", torch.linspace(min_decay, max_decay, d_model,
+                                                      device=torch.get_default_device())[None],
                              persistent=l_max is not None)
         if l_max is not None:
             z, t = positional_features(l_max, emb_dim)
