@@ -23,10 +23,20 @@ def load_pretrained(path_or_id, **kwargs):
 
 
 def list_models() -> list[str]:
+    """Names ``create_model`` takes: the small built-ins and the published real sizes. The configs that train
+    them are :func:`list_configs` (``python -m zoo.fit --list``)."""
     from . import lm, published  # noqa: F401
     from .registry import MODELS
 
     return MODELS.names()
 
 
-__all__ = ["__version__", "create_model", "list_models", "load_pretrained"]
+def list_configs() -> dict[str, str]:
+    """The trainable configs in ``configs/``: name → one line saying what it trains (``python -m zoo.fit --config
+    NAME``)."""
+    from .configs import list_configs as _list
+
+    return _list()
+
+
+__all__ = ["__version__", "create_model", "list_configs", "list_models", "load_pretrained"]

@@ -3,10 +3,13 @@ for real sizes, so nothing is allocated), and the trainer settings that decide m
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
+if TYPE_CHECKING:  # torch is imported where a module is built: listing configs stays instant
+    import torch
+    from torch import nn
 
 
 def configs_dir() -> Path:
@@ -30,6 +33,32 @@ def resolve_config(name_or_path: str | Path) -> Path:
     raise FileNotFoundError(f"no config {str(name_or_path)!r}: not a file, and not one of configs/: {known}")
 
 
+def config_summary(path: Path, width: int = 100) -> str:
+    """A YAML's first comment sentence, cut to ``width`` characters: what it trains, in one line."""
+    lines = []
+    for line in path.read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        text = line.lstrip("#").strip()
+        if not text or text.startswith(("python ", "torchrun ", ".venv/")):
+            break
+        lines.append(text)
+    text = " ".join(lines)
+    # parenthesised details go (the line says what, the YAML says how), except a bare name such as a hub id
+    summary = re.sub(r"\s*\((?:[^()]|\([^()]*\))*\s(?:[^()]|\([^()]*\))*\)", "", text)
+    summary = re.sub(r"\s+([,.;])", r"\1", summary).strip()
+    for stop in (": ", ". ", "; "):
+        if stop in summary:
+            summary = summary[: summary.index(stop)]
+    summary = summary.rstrip(" .,;")
+    return summary if len(summary) <= width else summary[: width - 1].rstrip() + "…"
+
+
+def list_configs() -> dict[str, str]:
+    """Every config in ``configs/`` (name → one-line summary): what ``python -m zoo.fit --config NAME`` trains."""
+    return {p.stem: config_summary(p) for p in sorted(configs_dir().glob("*.yaml"))}
+
+
 def _parser():
     import lightning as L
     from jsonargparse import ActionConfigFile, ArgumentParser
@@ -47,6 +76,8 @@ def _parser():
 def build_module(config: str | Path, overrides: list[str] | tuple[str, ...] = (), device: str | torch.device = "meta"):
     """``(LightningModule, trainer settings dict)`` for a fit YAML; ``overrides`` as on the fit command line
     (``["--model.init_args.model.n_layer", "2"]``). The module's own checks run (a bad field raises, naming it)."""
+    import torch
+
     parser = _parser()
     cfg = parser.parse_args(["--config", str(resolve_config(config)), *overrides])
     with torch.device(device):
@@ -56,6 +87,8 @@ def build_module(config: str | Path, overrides: list[str] | tuple[str, ...] = ()
 
 def network(module) -> nn.Module:
     """The zoo network a Lightning module trains (its ``.model``)."""
+    from torch import nn
+
     model = getattr(module, "model", None)
     if not isinstance(model, nn.Module):
         raise TypeError(f"{type(module).__name__} has no .model network")

@@ -9,6 +9,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from zoo.data import ResumableLoader, data_parallel_rank
 from zoo.lm import labels_exact_match
 
 from ..text.lightning import adamw_warmup_cosine
@@ -27,6 +28,8 @@ class AudioQAModule(L.LightningModule):
     uses plain positions. ``pretrained``: a checkpoint (directory, hub id or .ckpt) whose config and weights replace
     ``model``; ``model.partial_yarn`` still applies.
     """
+
+    rng_attributes = ("_rng",)  # zoo.callbacks.RNGState saves and restores the VLAT length generator
 
     def __init__(self, model: Qwen2AudioConfig, lr: float = 1e-3, weight_decay: float = 0.05, warmup_steps: int = 50,
                  min_lr_ratio: float = 0.1, vlat: bool = False, vlat_factors: list[int] | None = None,
@@ -50,7 +53,7 @@ class AudioQAModule(L.LightningModule):
              "vlat_factors": factors, "vlat_max_tokens": vlat_max_tokens}
         )
         self.model = loaded.train() if loaded is not None else Qwen2Audio(model)
-        self._rng = random.Random(0)
+        self._rng = random.Random(0)  # VLAT's virtual lengths; saved in checkpoints (RNGState)
 
     def _virtual_lengths(self, batch_size: int) -> list[int] | None:
         hp = self.hparams
@@ -93,9 +96,10 @@ class AudioNeedleDataModule(L.LightningDataModule):
 
     def train_dataloader(self):
         hp = self.hparams
-        rank = self.trainer.global_rank if self.trainer is not None else 0
-        return DataLoader(NeedleStream(self.task, hp.seed + 1000 * rank), batch_size=hp.batch_size,
-                          collate_fn=collate, num_workers=hp.num_workers, persistent_workers=hp.num_workers > 0)
+        rank, _ = data_parallel_rank(self.trainer)
+        return ResumableLoader(NeedleStream(self.task, hp.batch_size, hp.seed, rank), hp.batch_size,
+                               trainer=self.trainer, collate_fn=collate, num_workers=hp.num_workers,
+                               persistent_workers=hp.num_workers > 0)
 
     def val_dataloader(self):
         hp = self.hparams

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, IterableDataset
+from torch.utils.data import Dataset
+
+from zoo.data import SampleStream
 
 from ..text.tokenizer import ByteTokenizer
 from .features import SAMPLE_RATE, audio_features
@@ -129,17 +131,16 @@ class NeedleTask:
         return out
 
 
-class NeedleStream(IterableDataset):
-    """Endless training samples at random depths."""
+class NeedleStream(SampleStream):
+    """Endless training samples at random depths, in batches of ``batch_size``; batch ``b`` of data-parallel rank
+    ``rank`` is drawn from its own seed (:mod:`zoo.data`)."""
 
-    def __init__(self, task: NeedleTask, seed: int = 0):
-        self.task, self.seed = task, seed
+    def __init__(self, task: NeedleTask, batch_size: int = 1, seed: int = 0, rank: int = 0):
+        super().__init__(batch_size, seed, rank)
+        self.task = task
 
-    def __iter__(self):
-        info = torch.utils.data.get_worker_info()
-        rng = np.random.default_rng(self.seed + (info.id if info else 0))
-        while True:
-            yield self.task.sample(float(rng.uniform(0, 1)), rng)
+    def make_batch(self, rng: np.random.Generator) -> list[dict]:
+        return [self.task.sample(float(rng.uniform(0, 1)), rng) for _ in range(self.batch_size)]
 
 
 class NeedleSet(Dataset):

@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader
 
 import lightning as L
 
+from zoo.data import ResumableLoader, data_parallel_rank
 from zoo.lm import CausalLM, LMConfig
 
 from .caduceus import Caduceus, CaduceusConfig
@@ -99,12 +100,13 @@ def collate_windows(batch: list[dict], tokenizer: SequenceTokenizer) -> dict:
 
 class FastaDataModule(L.LightningDataModule):
     """Random training windows from the first ``1 − val_fraction`` of every record of ``path`` (one FASTA file or a
-    list, plain or bgzip), tiled validation windows from the rest."""
+    list, plain or bgzip), tiled validation windows from the rest. The ``.fai`` index goes to the cache unless
+    ``index_next_to_fasta``."""
 
     def __init__(self, path: str | list[str], window: int = 1024, batch_size: int = 16,
                  samples_per_epoch: int = 100_000, val_fraction: float = 0.1, tokenizer: str = "char", k: int = 6,
                  reverse_complement: str | None = "random", max_n_fraction: float = 0.5, seed: int = 0,
-                 num_workers: int = 0):
+                 num_workers: int = 0, index_next_to_fasta: bool = False):
         super().__init__()
         self.save_hyperparameters()
         self.tokenizer = make_tokenizer(tokenizer, k)
@@ -118,18 +120,23 @@ class FastaDataModule(L.LightningDataModule):
         hp = self.hparams
         return FastaWindows(self.paths, hp.window, mode=mode, num_samples=hp.samples_per_epoch, span=span,
                             reverse_complement=rc, max_n_fraction=hp.max_n_fraction, tokenizer=self.tokenizer,
-                            seed=hp.seed)
+                            seed=hp.seed, index_next_to_fasta=hp.index_next_to_fasta)
 
-    def _loader(self, data, shuffle: bool = False):
-        return DataLoader(data, batch_size=self.hparams.batch_size, num_workers=self.hparams.num_workers,
-                          shuffle=shuffle, collate_fn=lambda b: collate_windows(b, self.tokenizer))
+    def _collate(self, batch: list[dict]) -> dict:
+        return collate_windows(batch, self.tokenizer)
 
     def train_dataloader(self):
-        return self._loader(self._windows("random", (0.0, 1 - self.hparams.val_fraction),
-                                          self.hparams.reverse_complement))
+        hp = self.hparams
+        # the random windows are already drawn at random (item i seeded by i): served in order, resumable
+        windows = self._windows("random", (0.0, 1 - hp.val_fraction), hp.reverse_complement)
+        rank, world = data_parallel_rank(self.trainer)
+        return ResumableLoader(windows, hp.batch_size, shuffle=False, seed=hp.seed, trainer=self.trainer,
+                               num_replicas=world, rank=rank, num_workers=hp.num_workers, collate_fn=self._collate)
 
     def val_dataloader(self):
-        return self._loader(self._windows("tiled", (1 - self.hparams.val_fraction, 1.0), None))
+        hp = self.hparams
+        return DataLoader(self._windows("tiled", (1 - hp.val_fraction, 1.0), None), batch_size=hp.batch_size,
+                          num_workers=hp.num_workers, collate_fn=self._collate)
 
 
 def mask_for_mlm(ids: Tensor, tokenizer: SequenceTokenizer, prob: float, generator: torch.Generator,
@@ -152,6 +159,8 @@ class GenomicMLMModule(L.LightningModule):
     """Masked-LM training of a bidirectional model: Caduceus over DNA (``tokenizer: char``; logs bits per masked
     base) or LC-PLM's BiMamba over amino acids (``tokenizer: protein``; bits per masked residue)."""
 
+    rng_attributes = ("_gen",)  # zoo.callbacks.RNGState saves and restores the mask generator
+
     def __init__(self, model: CaduceusConfig, lr: float = 1e-3, weight_decay: float = 0.1, warmup_steps: int = 50,
                  min_lr_ratio: float = 0.1, mask_prob: float = 0.15, seed: int = 0, tokenizer: str = "char"):
         super().__init__()
@@ -168,7 +177,7 @@ class GenomicMLMModule(L.LightningModule):
              "mask_prob": mask_prob, "seed": seed, "tokenizer": tokenizer}
         )
         self.model = Caduceus(model)
-        self._gen = torch.Generator().manual_seed(seed)
+        self._gen = torch.Generator().manual_seed(seed)  # the training masks; saved in checkpoints (RNGState)
         self._symbols = [self.tokenizer.vocab[c] for c in ("ACGT" if tokenizer == "char" else STANDARD)]
         self._unit = "base" if tokenizer == "char" else "residue"
 
@@ -213,9 +222,10 @@ class DnaPasskeyDataModule(L.LightningDataModule):
 
     def train_dataloader(self):
         hp = self.hparams
-        return DataLoader(DnaPasskeyStream(hp.seq_len, hp.seed, hp.key_len, hp.masked, hp.min_seq_len,
-                                           group=hp.batch_size, repeats=hp.train_repeats),
-                          batch_size=hp.batch_size, num_workers=hp.num_workers)
+        rank, _ = data_parallel_rank(self.trainer)
+        stream = DnaPasskeyStream(hp.seq_len, hp.batch_size, hp.seed, rank, hp.key_len, hp.masked, hp.min_seq_len,
+                                  repeats=hp.train_repeats)
+        return ResumableLoader(stream, hp.batch_size, trainer=self.trainer, num_workers=hp.num_workers)
 
     def val_dataloader(self):
         hp = self.hparams
@@ -229,7 +239,8 @@ class ProteinDataModule(L.LightningDataModule):
     to the cache (:mod:`zoo.modalities.genomic.proteins`)."""
 
     def __init__(self, path: str | list[str] | None = None, max_len: int = 256, batch_size: int = 16,
-                 val_fraction: float = 0.1, n_synthetic: int = 2000, seed: int = 0, num_workers: int = 0):
+                 val_fraction: float = 0.1, n_synthetic: int = 2000, seed: int = 0, num_workers: int = 0,
+                 index_next_to_fasta: bool = False):
         super().__init__()
         self.save_hyperparameters()
         self.tokenizer = ProteinTokenizer()
@@ -241,14 +252,22 @@ class ProteinDataModule(L.LightningDataModule):
             return [str(synthetic_protein_file(self.hparams.seed, self.hparams.n_synthetic))]
         return [p] if isinstance(p, str) else list(p)
 
-    def _loader(self, split: str, shuffle: bool):
+    def _records(self, split: str) -> ProteinRecords:
         hp = self.hparams
-        data = ProteinRecords(self.paths, hp.max_len, split, hp.val_fraction, self.tokenizer, hp.seed)
-        return DataLoader(data, batch_size=hp.batch_size, shuffle=shuffle, num_workers=hp.num_workers,
-                          collate_fn=lambda b: collate_windows(b, self.tokenizer))
+        return ProteinRecords(self.paths, hp.max_len, split, hp.val_fraction, self.tokenizer, hp.seed,
+                              index_next_to_fasta=hp.index_next_to_fasta)
+
+    def _collate(self, batch: list[dict]) -> dict:
+        return collate_windows(batch, self.tokenizer)
 
     def train_dataloader(self):
-        return self._loader("train", shuffle=True)
+        hp = self.hparams
+        rank, world = data_parallel_rank(self.trainer)
+        return ResumableLoader(self._records("train"), hp.batch_size, shuffle=True, seed=hp.seed,
+                               trainer=self.trainer, num_replicas=world, rank=rank, num_workers=hp.num_workers,
+                               collate_fn=self._collate)
 
     def val_dataloader(self):
-        return self._loader("val", shuffle=False)
+        hp = self.hparams
+        return DataLoader(self._records("val"), batch_size=hp.batch_size, num_workers=hp.num_workers,
+                          collate_fn=self._collate)

@@ -16,7 +16,9 @@ import random
 
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset, IterableDataset, get_worker_info
+from torch.utils.data import Dataset
+
+from zoo.data import SampleStream
 
 from ..text.passkey import answer_exact_match
 from .tokenizers import CharTokenizer
@@ -64,28 +66,26 @@ def make_dna_passkey(seq_len: int, depth: float, rng: random.Random, key_len: in
     return {"input_ids": ids, "labels": labels, "answer_mask": answer_mask, "depth": torch.tensor(float(depth))}
 
 
-class DnaPasskeyStream(IterableDataset):
-    """Endless training samples (random key and depth); with ``min_seq_len`` one length drawn uniformly from
-    [min_seq_len, seq_len] per ``group`` consecutive samples (set it to the batch size: one length per batch)."""
+class DnaPasskeyStream(SampleStream):
+    """Endless training samples (random key and depth) in batches of ``batch_size``, batch ``b`` of data-parallel
+    rank ``rank`` drawn from its own seed (:mod:`zoo.data`); with ``min_seq_len`` one length drawn uniformly from
+    [min_seq_len, seq_len] per batch."""
 
-    def __init__(self, seq_len: int, seed: int = 0, key_len: int = KEY_LEN, masked: bool = False,
-                 min_seq_len: int | None = None, group: int = 1, repeats: int = 0):
+    def __init__(self, seq_len: int, batch_size: int = 1, seed: int = 0, rank: int = 0, key_len: int = KEY_LEN,
+                 masked: bool = False, min_seq_len: int | None = None, repeats: int = 0):
         shortest = shortest_passkey(key_len, repeats)
         if not shortest <= (min_seq_len or seq_len) <= seq_len:
             raise ValueError(f"min_seq_len must be in [{shortest}, seq_len={seq_len}] for {key_len}-base keys with "
                              f"{repeats} repeats, got min_seq_len={min_seq_len}, seq_len={seq_len}")
-        self.seq_len, self.seed, self.key_len, self.masked = seq_len, seed, key_len, masked
-        self.min_seq_len, self.group, self.repeats = min_seq_len, group, repeats
+        super().__init__(batch_size, seed, rank)
+        self.seq_len, self.key_len, self.masked = seq_len, key_len, masked
+        self.min_seq_len, self.repeats = min_seq_len, repeats
 
-    def __iter__(self):
-        info = get_worker_info()
-        rng = random.Random(self.seed * 1000 + (info.id if info else 0))
-        i, length = 0, self.seq_len
-        while True:
-            if self.min_seq_len is not None and i % self.group == 0:
-                length = rng.randint(self.min_seq_len, self.seq_len)
-            i += 1
-            yield make_dna_passkey(length, rng.random(), rng, self.key_len, self.masked, self.repeats)
+    def make_batch(self, rng) -> list[dict[str, Tensor]]:
+        length = self.seq_len if self.min_seq_len is None else int(rng.integers(self.min_seq_len, self.seq_len + 1))
+        bases = random.Random(int(rng.integers(2**63)))  # random.choice per base is what make_dna_passkey draws
+        return [make_dna_passkey(length, bases.random(), bases, self.key_len, self.masked, self.repeats)
+                for _ in range(self.batch_size)]
 
 
 class DnaPasskeySet(Dataset):

@@ -8,6 +8,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from zoo.data import ResumableLoader, data_parallel_rank
 from zoo.lm import CausalLM, LMConfig
 
 from .passkey import PasskeySet, PasskeyStream, answer_exact_match
@@ -101,11 +102,9 @@ class PasskeyDataModule(L.LightningDataModule):
 
     def train_dataloader(self):
         hp = self.hparams
-        return DataLoader(
-            PasskeyStream(hp.seq_len, hp.seed, hp.loss_on, hp.min_seq_len, group=hp.batch_size),
-            batch_size=hp.batch_size,
-            num_workers=hp.num_workers,
-        )
+        rank, _ = data_parallel_rank(self.trainer)
+        stream = PasskeyStream(hp.seq_len, hp.batch_size, hp.seed, rank, hp.loss_on, hp.min_seq_len)
+        return ResumableLoader(stream, hp.batch_size, trainer=self.trainer, num_workers=hp.num_workers)
 
     def val_dataloader(self):
         hp = self.hparams

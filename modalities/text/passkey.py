@@ -12,7 +12,9 @@ import random
 from dataclasses import dataclass
 
 import torch
-from torch.utils.data import Dataset, IterableDataset, get_worker_info
+from torch.utils.data import Dataset
+
+from zoo.data import SampleStream
 
 from .tokenizer import ByteTokenizer
 
@@ -63,32 +65,29 @@ def _to_example(sample: PasskeySample, loss_on: str) -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "labels": labels, "answer_mask": answer_mask}
 
 
-class PasskeyStream(IterableDataset):
-    """Endless training samples: random key, random depth; each worker gets its own seed.
+class PasskeyStream(SampleStream):
+    """Endless training samples in batches of ``batch_size``: random key, random depth. Batch ``b`` on data-parallel
+    rank ``rank`` is drawn from its own seed (:mod:`zoo.data`), so a resumed run continues with the next batch.
 
-    With ``min_seq_len`` the length is drawn uniformly from [min_seq_len, seq_len] once per ``group`` consecutive
-    samples (set ``group`` to the batch size so every batch has one length): a model that has seen several lengths
-    relies less on where the question sits, which is what lets it extrapolate.
+    With ``min_seq_len`` each batch gets one length drawn uniformly from [min_seq_len, seq_len]: a model that has
+    seen several lengths relies less on where the question sits, which is what lets it extrapolate.
     """
 
-    def __init__(self, seq_len: int, seed: int = 0, loss_on: str = "all", min_seq_len: int | None = None,
-                 group: int = 1):
+    def __init__(self, seq_len: int, batch_size: int = 1, seed: int = 0, rank: int = 0, loss_on: str = "all",
+                 min_seq_len: int | None = None):
         if min_seq_len is not None and not MIN_SEQ_LEN <= min_seq_len <= seq_len:
             raise ValueError(f"min_seq_len must be in [{MIN_SEQ_LEN}, seq_len={seq_len}], got {min_seq_len}")
-        self.seq_len, self.seed, self.loss_on = seq_len, seed, loss_on
-        self.min_seq_len, self.group = min_seq_len, group
+        if loss_on not in ("all", "answer"):
+            raise ValueError(f"loss_on must be 'all' or 'answer', got {loss_on!r}")
+        super().__init__(batch_size, seed, rank)
+        self.seq_len, self.loss_on, self.min_seq_len = seq_len, loss_on, min_seq_len
+        self.tokenizer = ByteTokenizer()
 
-    def __iter__(self):
-        info = get_worker_info()
-        rng = random.Random(self.seed * 1000 + (info.id if info else 0))
-        tok = ByteTokenizer()
-        i, length = 0, self.seq_len
-        while True:
-            if self.min_seq_len is not None and i % self.group == 0:
-                length = rng.randint(self.min_seq_len, self.seq_len)
-            i += 1
-            sample = make_passkey_sample(length, rng.random(), rng.randrange(10**KEY_DIGITS), tok)
-            yield _to_example(sample, self.loss_on)
+    def make_batch(self, rng) -> list[dict[str, torch.Tensor]]:
+        length = self.seq_len if self.min_seq_len is None else int(rng.integers(self.min_seq_len, self.seq_len + 1))
+        return [_to_example(make_passkey_sample(length, float(rng.random()), int(rng.integers(10**KEY_DIGITS)),
+                                                self.tokenizer), self.loss_on)
+                for _ in range(self.batch_size)]
 
 
 class PasskeySet(Dataset):

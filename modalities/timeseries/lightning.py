@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from zoo.data import ResumableLoader, data_parallel_rank
+
 from zoo.modalities.text.lightning import adamw_warmup_cosine
 
 from .data import SeriesWindows, load_benchmark
@@ -83,7 +85,9 @@ class ForecastDataModule(L.LightningDataModule):
     :mod:`zoo.modalities.timeseries.data`): training windows shuffled, validation windows in order, all of them.
 
     ``split``: ``auto`` (by file name: ETTh*, ETTm*, else 70/10/20), ``ett_hourly``, ``ett_15min`` or ``ratio``.
-    ``fill``: ``none`` (missing values are an error), ``ffill`` or ``linear``.
+    ``fill``: ``none`` (missing values are an error), ``ffill`` or ``linear``. ``sort_dates``: sort rows that are out
+    of time order (otherwise they are an error naming the line). ``seed``: the training shuffle's,
+    per epoch (``seed + epoch``).
     """
 
     def __init__(
@@ -97,6 +101,8 @@ class ForecastDataModule(L.LightningDataModule):
         num_workers: int = 0,
         date_column: str | None = "date",
         fill: str = "none",
+        sort_dates: bool = False,
+        seed: int = 0,
     ):
         super().__init__()
         if lookback <= 0 or lookback % patch_len:
@@ -112,15 +118,19 @@ class ForecastDataModule(L.LightningDataModule):
                     f"no series file at {hp.path} (data.path). ETT files come from "
                     f"https://github.com/zhouhaoyi/ETDataset (ETT-small/ETTh1.csv); pass --data.path FILE"
                 )
-            self.series = load_benchmark(hp.path, hp.lookback, hp.split, hp.patch_len, hp.date_column, hp.fill)
+            self.series = load_benchmark(hp.path, hp.lookback, hp.split, hp.patch_len, hp.date_column, hp.fill,
+                                         hp.sort_dates)
 
-    def _loader(self, split: str, shuffle: bool, batch_size: int) -> DataLoader:
-        hp = self.hparams
-        windows = SeriesWindows(self.series.split(split), hp.lookback + hp.patch_len)
-        return DataLoader(windows, batch_size=batch_size, shuffle=shuffle, num_workers=hp.num_workers)
+    def _windows(self, split: str) -> SeriesWindows:
+        return SeriesWindows(self.series.split(split), self.hparams.lookback + self.hparams.patch_len)
 
     def train_dataloader(self):
-        return self._loader("train", True, self.hparams.batch_size)
+        hp = self.hparams
+        # shuffled per epoch from seed + epoch, so a resumed run sees the rest of the epoch it stopped in
+        rank, world = data_parallel_rank(self.trainer)
+        return ResumableLoader(self._windows("train"), hp.batch_size, shuffle=True, seed=hp.seed,
+                               trainer=self.trainer, num_replicas=world, rank=rank, num_workers=hp.num_workers)
 
     def val_dataloader(self):
-        return self._loader("val", False, self.hparams.val_batch_size)
+        hp = self.hparams
+        return DataLoader(self._windows("val"), batch_size=hp.val_batch_size, num_workers=hp.num_workers)

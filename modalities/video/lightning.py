@@ -10,6 +10,8 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from zoo.data import ResumableLoader, data_parallel_rank
+
 from ..text.lightning import adamw_warmup_cosine
 from .longva import IMAGE_TOKEN_INDEX, LongVA, LongVAConfig
 from .vniah import Haystack, VNIAHSet, VNIAHStream, collate, haystack_path, labels_exact_match
@@ -26,6 +28,8 @@ class LongVAModule(L.LightningModule):
     spread over the SP ranks, the sequence is re-sharded, attention runs ring / Ulysses / hybrid (``hybrid_mesh``
     = [ring, ulysses] sizes). Validation runs unsharded on every rank.
     """
+
+    rng_attributes = ("_rng",)  # zoo.callbacks.RNGState saves and restores the V2PE δ generator
 
     def __init__(self, model: LongVAConfig, lr: float = 1e-3, weight_decay: float = 0.05, warmup_steps: int = 50,
                  min_lr_ratio: float = 0.1, v2pe_train_deltas: list[float] | None = None,
@@ -60,7 +64,7 @@ class LongVAModule(L.LightningModule):
         )
         self._sp = None  # (kind, sp group, ulysses group, ring group, sp world), built in setup()
         self.model = loaded.train() if loaded is not None else LongVA(model)
-        self._rng = random.Random(0)
+        self._rng = random.Random(0)  # V2PE's δ per training sample; saved in checkpoints (RNGState)
 
     def setup(self, stage: str) -> None:
         kind = self.hparams.sequence_parallel
@@ -199,9 +203,9 @@ class VNIAHDataModule(L.LightningDataModule):
     def train_dataloader(self):
         hp = self.hparams
         # the ranks of one sequence-parallel group must see the same batch; data-parallel groups different ones
-        dp_rank = (self.trainer.global_rank if self.trainer is not None else 0) // max(1, hp.sp_group_size)
-        return DataLoader(VNIAHStream(self.haystack, hp.num_frames, hp.seed + 1000 * dp_rank),
-                          batch_size=hp.batch_size, collate_fn=collate)
+        dp_rank, _ = data_parallel_rank(self.trainer, hp.sp_group_size)
+        stream = VNIAHStream(self.haystack, hp.num_frames, hp.batch_size, hp.seed, dp_rank)
+        return ResumableLoader(stream, hp.batch_size, trainer=self.trainer, collate_fn=collate)
 
     def val_dataloader(self):
         hp = self.hparams

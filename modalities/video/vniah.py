@@ -18,8 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, IterableDataset
+from torch.utils.data import Dataset
 
+from zoo.data import SampleStream
 from zoo.lm import labels_exact_match  # noqa: F401  (re-exported: V-NIAH's scoring)
 from zoo.paths import cache_dir
 
@@ -164,17 +165,16 @@ class Haystack:
                 "needle_index": torch.tensor(at)}
 
 
-class VNIAHStream(IterableDataset):
-    """Endless training samples: random window, random depth, random digit."""
+class VNIAHStream(SampleStream):
+    """Endless training samples in batches of ``batch_size``: random window, random depth, random digit; batch ``b``
+    of data-parallel rank ``rank`` is drawn from its own seed (:mod:`zoo.data`)."""
 
-    def __init__(self, haystack: Haystack, num_frames: int, seed: int = 0):
-        self.haystack, self.num_frames, self.seed = haystack, num_frames, seed
+    def __init__(self, haystack: Haystack, num_frames: int, batch_size: int = 1, seed: int = 0, rank: int = 0):
+        super().__init__(batch_size, seed, rank)
+        self.haystack, self.num_frames = haystack, num_frames
 
-    def __iter__(self):
-        info = torch.utils.data.get_worker_info()
-        rng = np.random.default_rng(self.seed + (info.id if info else 0))
-        while True:
-            yield self.haystack.sample(self.num_frames, float(rng.uniform(0, 1)), rng)
+    def make_batch(self, rng: np.random.Generator) -> list[dict]:
+        return [self.haystack.sample(self.num_frames, float(rng.uniform(0, 1)), rng) for _ in range(self.batch_size)]
 
 
 class VNIAHSet(Dataset):

@@ -47,7 +47,7 @@ def test_stream_draws_one_length_per_batch_within_bounds():
     from torch.utils.data import DataLoader
 
 
-    loader = iter(DataLoader(PasskeyStream(256, seed=3, min_seq_len=128, group=4), batch_size=4))
+    loader = iter(DataLoader(PasskeyStream(256, batch_size=4, seed=3, min_seq_len=128), batch_size=4))
     lengths = [next(loader)["input_ids"].shape[1] for _ in range(12)]
     assert all(128 <= n <= 256 for n in lengths)
     assert len(set(lengths)) > 3
