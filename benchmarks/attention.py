@@ -55,7 +55,7 @@ def measure(path: str, seq_len: int, heads: int, head_dim: int) -> dict:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     p.add_argument("--lengths", default="4096,16384,32768,65536")
     p.add_argument("--paths", default=",".join(PATHS))
     p.add_argument("--heads", type=int, default=8)

@@ -25,7 +25,7 @@ def best_of(fn, *args, repeat=3) -> tuple[float, torch.Tensor]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     p.add_argument("--lengths", default="4096,16384,65536")
     p.add_argument("--channels", type=int, default=64)
     args = p.parse_args()

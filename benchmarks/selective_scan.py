@@ -24,7 +24,7 @@ def timed(fn, inputs):
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     p.add_argument("--lengths", default="1024,4096,16384")
     p.add_argument("--dim", type=int, default=16)
     p.add_argument("--state", type=int, default=16)

@@ -85,7 +85,7 @@ def run(kind: str, world: int, seq_len: int) -> dict:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     p.add_argument("--seq-len", type=int, default=16384)
     p.add_argument("--json", default=None)
     p.add_argument("--points", default=None, help="e.g. local:1,ring:4 (default: all)")

@@ -29,7 +29,7 @@ def best_of(fn, repeats: int) -> float:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     p.add_argument("--video", type=Path, default=DEFAULT)
     p.add_argument("--frames", default="8,32,128")
     p.add_argument("--repeats", type=int, default=5)

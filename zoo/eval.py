@@ -13,7 +13,10 @@ import json
 import sys
 from pathlib import Path
 
+from .errors import one_line_errors
 from .registry import EVAL_TASKS
+
+PROG = "python -m zoo.eval"
 
 # modules whose import registers eval tasks; later modalities append theirs
 TASK_MODULES = ["zoo.modalities.text.eval", "zoo.modalities.video.eval", "zoo.modalities.audio.eval",
@@ -23,11 +26,12 @@ TASK_MODULES = ["zoo.modalities.text.eval", "zoo.modalities.video.eval", "zoo.mo
 def build_parser() -> argparse.ArgumentParser:
     for mod in TASK_MODULES:
         importlib.import_module(mod)
-    parser = argparse.ArgumentParser(prog="python -m zoo.eval", description=__doc__.split("\n\n")[0])
+    # abbreviations off: --frame must not pass for --frames
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0], allow_abbrev=False)
     sub = parser.add_subparsers(dest="task", required=True, metavar="TASK")
     for name in EVAL_TASKS.names():
         task = EVAL_TASKS.get(name)
-        p = sub.add_parser(name, help=task.help, description=task.help)
+        p = sub.add_parser(name, help=task.help, description=task.help, allow_abbrev=False)
         task.add_arguments(p)
         p.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     return parser
@@ -41,7 +45,8 @@ def write_json(result: dict, path: Path) -> None:
 def main(argv: list[str] | None = None) -> dict:
     parser = build_parser()
     args = parser.parse_args(argv)
-    result = EVAL_TASKS.get(args.task).run(args)
+    with one_line_errors(PROG):
+        result = EVAL_TASKS.get(args.task).run(args)
     if args.json is not None:
         write_json(result, args.json)
         print(f"wrote {args.json}")

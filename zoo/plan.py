@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from .arguments import positive_int
 from .configs import build_module, count_parameters, network, resolve_config
 
 GIB = 2**30
@@ -227,14 +228,17 @@ def format_plan(plan: Plan, measured: int | None = None) -> str:
     return "\n".join(lines)
 
 
+OVERRIDE_PREFIXES = ("--model.", "--trainer.", "--data.", "--seed_everything")
+
+
 def main(argv: list[str] | None = None) -> Plan | int:
     parser = argparse.ArgumentParser(prog="python -m zoo.plan", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     parser.add_argument("--config", required=True, help="a fit YAML (path, or a name in configs/)")
     parser.add_argument("--params", action="store_true", help="print `parameters: N` (nothing allocated) and stop")
-    parser.add_argument("--seq-len", type=int, help="tokens per sequence")
-    parser.add_argument("--batch-size", type=int, default=1, help="sequences per data-parallel group")
-    parser.add_argument("--devices", type=int, default=1)
+    parser.add_argument("--seq-len", type=positive_int, help="tokens per sequence")
+    parser.add_argument("--batch-size", type=positive_int, default=1, help="sequences per data-parallel group")
+    parser.add_argument("--devices", type=positive_int, default=1)
     parser.add_argument("--sp", default=None, help="sequence-parallel sizes, e.g. ulysses=2,ring=4")
     parser.add_argument("--strategy", choices=("single", "ddp", "fsdp"), default=None)
     parser.add_argument("--checkpointing", action="store_true", help="activation checkpointing per block")
@@ -243,6 +247,10 @@ def main(argv: list[str] | None = None) -> Plan | int:
     parser.add_argument("--json", default=None, help="write the plan (and measurement) here")
     parser.add_argument("--_measure-child", action="store_true", help=argparse.SUPPRESS)
     args, overrides = parser.parse_known_args(argv)
+    stray = [a for a in overrides if a.startswith("-") and not a.startswith(OVERRIDE_PREFIXES)]
+    if stray:  # only the YAML's own keys pass through to jsonargparse; a typo of an option above is an error
+        parser.error(f"unrecognized arguments: {' '.join(stray)} (config overrides start with "
+                     f"{', '.join(OVERRIDE_PREFIXES)})")
     config = resolve_config(args.config)
     if args._measure_child:
         _measure_child(config, args.seq_len, args.batch_size, args.checkpointing, overrides)

@@ -261,7 +261,8 @@ def write_report(paths: list[Path], out: Path, title: str = "zoo long-context re
 
 
 def main(argv: list[str] | None = None) -> Found:
-    parser = argparse.ArgumentParser(prog="python -m zoo.report", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m zoo.report", description=__doc__.split("\n\n")[0],
+                                     allow_abbrev=False)
     parser.add_argument("runs", nargs="+", type=Path, help="run directories (searched for *.json) or JSON files")
     parser.add_argument("--out", type=Path, default=Path("report"), help="output directory (default: report/)")
     parser.add_argument("--title", default="zoo long-context report")

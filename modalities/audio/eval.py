@@ -13,7 +13,9 @@ from tqdm.auto import tqdm
 from zoo.lm import labels_exact_match
 from zoo.registry import EVAL_TASKS
 
-from ..text.eval import _floats, check_depths, plot_passkey
+from zoo.arguments import fractions, int_at_least, positive_float, positive_floats, positive_int
+
+from ..text.eval import plot_passkey
 from .lightning import MODEL_INPUTS
 from .needle import NeedleSet, NeedleTask, collate
 from .partial_yarn import PartialYarnConfig
@@ -53,20 +55,20 @@ class AudioNeedleTask:
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
         p.add_argument("--ckpt", required=True, help="zoo .ckpt from zoo.fit, or a Qwen2-Audio-layout directory")
-        p.add_argument("--seconds", type=_floats, default=[30, 60, 120, 240])
-        p.add_argument("--depths", type=_floats, default=[0.0, 0.25, 0.5, 0.75, 1.0])
-        p.add_argument("--samples-per-depth", type=int, default=10)
-        p.add_argument("--batch-size", type=int, default=4)
+        p.add_argument("--seconds", type=positive_floats, default=[30, 60, 120, 240])
+        p.add_argument("--depths", type=fractions, default=[0.0, 0.25, 0.5, 0.75, 1.0])
+        p.add_argument("--samples-per-depth", type=positive_int, default=10)
+        p.add_argument("--batch-size", type=positive_int, default=4)
         p.add_argument("--positions", default="plain,partial_yarn",
                        help="comma-separated position schemes to compare: plain, partial_yarn")
-        p.add_argument("--start-dim", type=int, default=None,
+        p.add_argument("--start-dim", type=int_at_least(0), default=None,
                        help="Partial YaRN's first remapped frequency pair (default: the checkpoint's, else half)")
-        p.add_argument("--temperature", type=float, default=None, help="Partial YaRN attention temperature")
-        p.add_argument("--code-length", type=int, default=None,
+        p.add_argument("--temperature", type=positive_float, default=None, help="Partial YaRN attention temperature")
+        p.add_argument("--code-length", type=positive_int, default=None,
                        help="digits per code (default: the training data's, read from a zoo.fit checkpoint; else 1)")
-        p.add_argument("--trained-seconds", type=float, default=None,
+        p.add_argument("--trained-seconds", type=positive_float, default=None,
                        help="marked on the plot (default: the training data's, else 30)")
-        p.add_argument("--seed", type=int, default=1234)
+        p.add_argument("--seed", type=int_at_least(0), default=1234)
         p.add_argument("--out-dir", type=Path, default=None, help="where the PNG and JSON go (default: next to ckpt)")
 
     def run(self, args) -> dict:
@@ -74,7 +76,6 @@ class AudioNeedleTask:
 
         from .qwen2_audio import Qwen2Audio
 
-        check_depths(args.depths)
         schemes = [s.strip() for s in args.positions.split(",") if s.strip()]
         for s in schemes:
             if s not in POSITIONS:

@@ -139,6 +139,8 @@ class AudioEncoder(nn.Module):
 
 
 class Qwen2Audio(nn.Module):
+    modality = "audio"  # token ids with audio features spliced in
+
     def __init__(self, config: Qwen2AudioConfig):
         super().__init__()
         self.config = config

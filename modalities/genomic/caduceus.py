@@ -106,6 +106,7 @@ class RCPSBlock(nn.Module):
 
 class Caduceus(nn.Module):
     arch = "caduceus"
+    modality = "tokens"
     is_causal = False  # a masked LM: every position sees the whole sequence
     fsdp_in_parent = ("embed",)  # the tied head reads embed.weight directly: FSDP keeps it in this model's unit
 

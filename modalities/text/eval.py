@@ -9,30 +9,24 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from zoo.arguments import fractions, int_at_least, positive_float, positive_int, positive_ints
 from zoo.registry import EVAL_TASKS
 
 from .passkey import PasskeySet, answer_exact_match
 
 
-def _number_list(cast, kind: str):
-    def parse(text: str) -> list:
-        try:
-            return [cast(x) for x in text.split(",") if x.strip()]
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected comma-separated {kind}, got {text!r}") from None
-
-    return parse
+OTHER_TASKS = {"video": "vniah", "audio": "audio-needle", "series": "forecast"}
 
 
-_floats = _number_list(float, "numbers")
-_ints = _number_list(int, "integers")
-
-
-def check_depths(depths: list[float]) -> None:
-    """Needle depths are fractions of the context: anything outside [0, 1] stops the eval with its value."""
-    for d in depths:
-        if not 0 <= d <= 1:
-            raise SystemExit(f"--depths: {d} is outside [0, 1]")
+def require_token_model(model, ckpt: Path, task: str) -> None:
+    """Stop with one line when ``model`` is not a token-sequence LM (its class declares ``modality``), saying which
+    eval fits the checkpoint instead."""
+    modality = getattr(model, "modality", None)
+    if modality == "tokens":
+        return
+    hint = f"; try `python -m zoo.eval {OTHER_TASKS[modality]} --ckpt {ckpt}`" if modality in OTHER_TASKS else ""
+    raise SystemExit(f"--ckpt {ckpt}: holds a {type(model).__name__} ({modality or 'unknown'} model); the {task} "
+                     f"task needs a language model over tokens (text or DNA){hint}")
 
 
 def causal_exact_match(logits, batch) -> torch.Tensor:
@@ -152,27 +146,27 @@ class PasskeyTask:
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
         p.add_argument("--ckpt", required=True, help="zoo .ckpt from zoo.fit, or a Hugging Face model directory")
-        p.add_argument("--lengths", type=_ints, default=[512, 1024, 2048, 4096])
-        p.add_argument("--depths", type=_floats, default=[0.0, 0.25, 0.5, 0.75, 1.0])
-        p.add_argument("--samples-per-depth", type=int, default=10)
-        p.add_argument("--batch-size", type=int, default=4)
+        p.add_argument("--lengths", type=positive_ints, default=[512, 1024, 2048, 4096])
+        p.add_argument("--depths", type=fractions, default=[0.0, 0.25, 0.5, 0.75, 1.0])
+        p.add_argument("--samples-per-depth", type=positive_int, default=10)
+        p.add_argument("--batch-size", type=positive_int, default=4)
         p.add_argument(
             "--rope-scaling", default="none",
             help="comma-separated RoPE scalings to evaluate side by side: none, yarn, ntk, linear, dynamic",
         )
-        p.add_argument("--rope-factor", type=float, default=None,
+        p.add_argument("--rope-factor", type=positive_float, default=None,
                        help="fixed scaling factor for every length (default: length / trained length, at least 1)")
         p.add_argument("--backend", default=None, help="attention backend override (auto, sdpa, chunked, ref)")
-        p.add_argument("--seed", type=int, default=1234)
+        p.add_argument("--seed", type=int_at_least(0), default=1234)
         p.add_argument("--out-dir", type=Path, default=None,
                        help="where the PNG and JSON go (default: next to the checkpoint)")
 
     def run(self, args) -> dict:
         from zoo.loading import load_pretrained
 
-        check_depths(args.depths)
         ckpt = Path(args.ckpt)
         base = load_pretrained(ckpt, **({"attn_backend": args.backend} if args.backend else {}))
+        require_token_model(base, ckpt, "passkey")
         data = passkey_data(ckpt, base)
         trained = data["trained_length"]
         make_set, score = None, causal_exact_match

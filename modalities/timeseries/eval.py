@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from zoo.modalities.text.eval import _ints
+from zoo.arguments import positive_int, positive_ints
 from zoo.registry import EVAL_TASKS
 
 from .data import FILLS, SPLITS, load_benchmark
@@ -23,12 +23,14 @@ class ForecastTask:
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
         p.add_argument("--ckpt", required=True, help="zoo .ckpt from zoo.fit, or a Timer checkpoint directory")
         p.add_argument("--data", default=None, help="CSV file (default: the file the checkpoint was trained on)")
-        p.add_argument("--horizons", type=_ints, default=[96, 192, 336, 720])
-        p.add_argument("--lookback", type=int, default=None, help="default: the checkpoint's training lookback, else 672")
+        p.add_argument("--horizons", type=positive_ints, default=[96, 192, 336, 720])
+        p.add_argument("--lookback", type=positive_int, default=None, help="default: the checkpoint's training lookback, else 672")
         p.add_argument("--split", choices=SPLITS, default=None, help="default: the checkpoint's, else auto")
         p.add_argument("--date-column", default=None, help="default: the checkpoint's, else 'date'")
         p.add_argument("--fill", choices=FILLS, default=None, help="default: the checkpoint's, else none")
-        p.add_argument("--batch-size", type=int, default=256)
+        p.add_argument("--sort-dates", action=argparse.BooleanOptionalAction, default=None,
+                       help="sort rows that are out of time order (default: the checkpoint's, else refuse them)")
+        p.add_argument("--batch-size", type=positive_int, default=256)
         p.add_argument("--plot-variable", default=None, help="variable to plot (default: the last column, OT in ETT)")
         p.add_argument("--out-dir", type=Path, default=None, help="where the PNG goes (default: next to the checkpoint)")
         p.add_argument("--no-progress", action="store_true")
@@ -53,10 +55,11 @@ class ForecastTask:
         split = args.split or trained.get("split") or "auto"
         date_column = args.date_column or trained.get("date_column", "date")
         fill = args.fill or trained.get("fill") or "none"
+        sort_dates = args.sort_dates if args.sort_dates is not None else bool(trained.get("sort_dates", False))
         horizons = sorted(args.horizons)
         if not horizons or horizons[0] <= 0:
             raise SystemExit(f"--horizons must be positive integers, got {args.horizons}")
-        series = load_benchmark(data, lookback, split, max(horizons), date_column, fill)
+        series = load_benchmark(data, lookback, split, max(horizons), date_column, fill, sort_dates)
         test = series.split("test")
         n_windows = test.shape[0] - lookback - horizons[0] + 1
         preds = rolling_forecasts(model, test, lookback, horizons[-1], n_windows, args.batch_size,

@@ -54,6 +54,8 @@ class TimerXLConfig:
 
 
 class TimerXL(nn.Module):
+    modality = "series"
+
     def __init__(self, config: TimerXLConfig):
         super().__init__()
         c = self.config = config

@@ -11,7 +11,8 @@ from tqdm.auto import tqdm
 
 from zoo.registry import EVAL_TASKS
 
-from ..text.eval import _floats, _ints, check_depths
+from zoo.arguments import float_in, fractions, int_at_least, positive_int, positive_ints
+
 from .lightning import expanded_labels
 from .vniah import Haystack, VNIAHSet, collate, labels_exact_match
 
@@ -67,18 +68,18 @@ class VNIAHTask:
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
         p.add_argument("--ckpt", required=True, help="zoo .ckpt from zoo.fit, or a LongVA-layout directory")
-        p.add_argument("--frames", type=_ints, default=[16, 32, 64, 128])
-        p.add_argument("--depths", type=_floats, default=[0.0, 0.25, 0.5, 0.75, 1.0])
-        p.add_argument("--samples-per-depth", type=int, default=10)
-        p.add_argument("--batch-size", type=int, default=8)
-        p.add_argument("--v2pe-delta", type=float, default=None,
+        p.add_argument("--frames", type=positive_ints, default=[16, 32, 64, 128])
+        p.add_argument("--depths", type=fractions, default=[0.0, 0.25, 0.5, 0.75, 1.0])
+        p.add_argument("--samples-per-depth", type=positive_int, default=10)
+        p.add_argument("--batch-size", type=positive_int, default=8)
+        p.add_argument("--v2pe-delta", type=float_in(0, 1, low_open=True), default=None,
                        help="V2PE step for visual tokens (default: the checkpoint's; 1 = plain positions)")
-        p.add_argument("--trained-frames", type=int, default=None,
+        p.add_argument("--trained-frames", type=positive_int, default=None,
                        help="marked on the heatmap (default: the frames per video the checkpoint trained on)")
         p.add_argument("--haystack-video", type=Path, default=None, help="your own haystack (default: synthetic)")
         p.add_argument("--needle-image", type=Path, default=None)
         p.add_argument("--needle-answer", default=None, help="the answer the needle image shows")
-        p.add_argument("--seed", type=int, default=1234)
+        p.add_argument("--seed", type=int_at_least(0), default=1234)
         p.add_argument("--out-dir", type=Path, default=None, help="where the PNG and JSON go (default: next to ckpt)")
 
     def run(self, args) -> dict:
@@ -86,9 +87,6 @@ class VNIAHTask:
 
         from .longva import LongVA
 
-        check_depths(args.depths)
-        if args.v2pe_delta is not None and not 0 < args.v2pe_delta <= 1:
-            raise SystemExit(f"--v2pe-delta: {args.v2pe_delta} is outside (0, 1]")
         ckpt = Path(args.ckpt)
         model = load_pretrained(ckpt)
         if not isinstance(model, LongVA):

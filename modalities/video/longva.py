@@ -97,6 +97,8 @@ def preprocess_frames(frames, image_size: int, mean=CLIP_MEAN, std=CLIP_STD) -> 
 
 
 class LongVA(nn.Module):
+    modality = "video"  # token ids with frames spliced in
+
     def __init__(self, config: LongVAConfig):
         super().__init__()
         self.config = config

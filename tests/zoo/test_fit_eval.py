@@ -104,8 +104,17 @@ def test_eval_rejects_bad_arguments(trained, capsys):
     with pytest.raises(SystemExit):
         eval_main(["passkey", "--ckpt", str(root / "checkpoints" / "last.ckpt"), "--lengths", "12x"])
     assert "expected comma-separated integers, got '12x'" in capsys.readouterr().err
-    with pytest.raises(SystemExit, match=r"--depths: 1.5 is outside \[0, 1\]"):
-        eval_main(["passkey", "--ckpt", str(root / "checkpoints" / "last.ckpt"), "--depths", "0,1.5"])
+    for option, value, message in (("--depths", "0,1.5", "1.5 is outside [0, 1]"),
+                                   ("--samples-per-depth", "-1", "must be ≥ 1, got -1"),
+                                   ("--lengths", "512,0", "0 is outside [1, ∞)"),
+                                   ("--batch-size", "0", "must be ≥ 1, got 0")):
+        with pytest.raises(SystemExit) as err:
+            eval_main(["passkey", "--ckpt", str(root / "checkpoints" / "last.ckpt"), option, value])
+        assert err.value.code == 2
+        assert f"argument {option}: {message}" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as err:  # abbreviations are off: a typo is named, not taken for --lengths
+        eval_main(["passkey", "--ckpt", str(root / "checkpoints" / "last.ckpt"), "--length", "512"])
+    assert "unrecognized arguments: --length 512" in capsys.readouterr().err
 
 
 def test_ramba_yaml_layout_builds_the_hybrid_stack_and_trains(tmp_path):

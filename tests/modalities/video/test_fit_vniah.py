@@ -64,8 +64,14 @@ def test_eval_vniah_writes_table_json_and_heatmap(trained, tmp_path, capsys):
     assert json.loads((tmp_path / "vniah.json").read_text())["accuracy"] == result["accuracy"]
     assert (tmp_path / "vniah.png").stat().st_size > 10_000
     assert "V-NIAH exact match" in capsys.readouterr().out
-    with pytest.raises(SystemExit, match="--depths: 1.5 is outside"):
-        eval_main(["vniah", "--ckpt", str(root / "checkpoints" / "last.ckpt"), "--depths", "1.5"])
+    for option, value, message in (("--depths", "1.5", "1.5 is outside [0, 1]"), ("--frames", "16,0", "0 is outside"),
+                                   ("--v2pe-delta", "0", "0 is outside (0, 1]")):
+        with pytest.raises(SystemExit):
+            eval_main(["vniah", "--ckpt", str(root / "checkpoints" / "last.ckpt"), option, value])
+        assert f"argument {option}: {message}" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # abbreviations are off
+        eval_main(["vniah", "--ckpt", str(root / "checkpoints" / "last.ckpt"), "--frame", "16"])
+    assert "unrecognized arguments: --frame 16" in capsys.readouterr().err
 
 
 def test_answer_reads_a_video_file_and_names_the_needle_digit(trained, tmp_path):
