@@ -1,7 +1,8 @@
 """Audio QA demo: upload or record audio, ask a question; the waveform and log-mel spectrogram appear and the answer
 streams in.
 
-    python demos/audio_qa.py [--ckpt PATH] [--host 127.0.0.1] [--port 7861]
+    python demos/audio_qa.py [--ckpt PATH] [--host 127.0.0.1] [--port 7861] [--max-upload-mb 50]
+                             [--max-question-chars 1000] [--keep-uploads-min 60]
 
 Without --ckpt it serves the tiny audio-needle model of configs/audio_qa.yaml (trained once and cached): it answers
 which DTMF code was dialled in synthetic noise and little else. Any Qwen2-Audio-layout directory or zoo audio .ckpt
@@ -13,7 +14,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from zoo.demo import ROOT, load_model, model_note, prepare_gradio, serve, upload_path
+from zoo.demo import ROOT, Limits, load_model, model_note, prepare_gradio, serve, upload_path
+
+MAX_UPLOAD_MB = 50.0  # about 5 minutes of CD-quality WAV, or 55 of 128 kbit/s MP3
 
 EXAMPLES = [ROOT / "tests" / "data" / "audio" / "jfk.flac"]
 
@@ -44,11 +47,12 @@ def waveform_figure(samples, n_mels: int):
     return image
 
 
-def build_app(ckpt: Path, tiny: bool):
-    gr = prepare_gradio()
+def build_app(ckpt: Path, tiny: bool, limits: Limits = Limits(MAX_UPLOAD_MB)):
     from zoo.modalities.audio import Qwen2Audio, answer, load_audio
 
+    # the model before gradio's slow import: a bad --ckpt fails at once
     model = load_model(ckpt, Qwen2Audio, "a Qwen2-Audio-shaped model")
+    gr = prepare_gradio()
     note = model_note(ckpt, tiny, "(configs/audio_qa.yaml, trained on synthetic DTMF codes in noise): it answers "
                       "which code was dialled; on speech or other questions its answers are not meaningful.")
     n_mels = model.audio_tower.config.n_mels
@@ -60,6 +64,7 @@ def build_app(ckpt: Path, tiny: bool):
             return
         try:
             yield None, "", f"Reading `{Path(path).name}`…"
+            limits.check_question(question)
             samples = load_audio(path)
             image = waveform_figure(samples, n_mels)
             text = ""
@@ -70,14 +75,15 @@ def build_app(ckpt: Path, tiny: bool):
         except Exception as err:  # a bad upload must not take the app down; say what was wrong
             yield None, "", f"**Error:** {type(err).__name__}: {err}"
 
-    with gr.Blocks(title="zoo audio QA", analytics_enabled=False) as app:
-        gr.Markdown("# zoo audio QA\n" + note)
+    with gr.Blocks(title="zoo audio QA", analytics_enabled=False, delete_cache=limits.delete_cache) as app:
+        gr.Markdown("# zoo audio QA\n" + note + "\n\n" + limits.note())
         with gr.Row():
             with gr.Column():
                 upload = gr.File(label="audio file", elem_id="audio-upload")
                 recording = gr.Audio(sources=["microphone"], type="filepath", label="or record",
                                      elem_id="audio-record")
-                question = gr.Textbox(label="question", value="\nWhich code was dialled? Answer: ", elem_id="question")
+                question = gr.Textbox(label="question", value="\nWhich code was dialled? Answer: ",
+                                      max_length=limits.max_question_chars, elem_id="question")
                 ask = gr.Button("Ask", variant="primary", elem_id="ask")
                 examples = [[str(p)] for p in EXAMPLES if p.exists()]
                 if examples:
@@ -91,7 +97,7 @@ def build_app(ckpt: Path, tiny: bool):
 
 
 def main(argv: list[str] | None = None) -> None:
-    serve(build_app, __doc__.split("\n\n")[0], "audio_qa.yaml", "audio_qa", argv)
+    serve(build_app, __doc__.split("\n\n")[0], "audio_qa.yaml", "audio_qa", argv, MAX_UPLOAD_MB)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
 """Video QA demo: upload a video (or pick a bundled example), choose how many frames to sample, ask a question; the
 sampled frames appear with their timestamps and the answer streams in.
 
-    python demos/video_qa.py [--ckpt PATH] [--host 127.0.0.1] [--port 7860]
+    python demos/video_qa.py [--ckpt PATH] [--host 127.0.0.1] [--port 7860] [--max-upload-mb 200]
+                             [--max-question-chars 1000] [--keep-uploads-min 60]
 
 Without --ckpt it serves the tiny V-NIAH model of configs/longva.yaml (trained once and cached): it knows how to find
 the frame with a digit in a synthetic haystack and little else. Any LongVA-layout directory or zoo video .ckpt works.
+A clip with fewer frames than the slider asks for is sampled whole, each frame once, and the status says so.
 """
 
 from __future__ import annotations
@@ -12,16 +14,20 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from zoo.demo import ROOT, load_model, model_note, prepare_gradio, serve, upload_path
+from zoo.demo import ROOT, Limits, load_model, model_note, prepare_gradio, serve, upload_path
+
+MAX_UPLOAD_MB = 200.0  # about 1.5 minutes of 1080p phone video, far longer at lower resolutions
+MAX_FRAMES = 64  # the slider's top; a request from outside the page is held to it too
 
 EXAMPLES = [ROOT / "tests" / "data" / "video" / name for name in ("flipping_a_pancake.mkv", "video_0.mov")]
 
 
-def build_app(ckpt: Path, tiny: bool):
-    gr = prepare_gradio()
+def build_app(ckpt: Path, tiny: bool, limits: Limits = Limits(MAX_UPLOAD_MB)):
     from zoo.modalities.video import LongVA, answer, read_frames
 
+    # the model before gradio's slow import: a bad --ckpt fails at once
     model = load_model(ckpt, LongVA, "a LongVA video model")
+    gr = prepare_gradio()
     note = model_note(ckpt, tiny, "(configs/longva.yaml, trained on synthetic V-NIAH): it answers which digit a "
                       "haystack frame shows; on other videos and questions its answers are not meaningful.")
 
@@ -32,26 +38,32 @@ def build_app(ckpt: Path, tiny: bool):
             return
         try:
             yield [], "", f"Reading `{Path(path).name}`…"
-            frames, seconds = read_frames(path, num_frames=int(num_frames))
+            limits.check_question(question)
+            asked = int(num_frames)
+            if not 1 <= asked <= MAX_FRAMES:
+                raise ValueError(f"frames to sample must be 1–{MAX_FRAMES}, got {num_frames}")
+            # a clip shorter than the slider is sampled whole, each frame once, rather than refused or padded
+            frames, seconds = read_frames(path, num_frames=asked, on_short="cap")
+            short = f" The clip has only {len(frames)} frames; using all {len(frames)}." if len(frames) < asked else ""
             gallery = [(f, f"{t:.2f} s") for f, t in zip(frames, seconds)]
-            yield gallery, "", f"Sampled {len(frames)} frames from `{Path(path).name}`; answering…"
+            yield gallery, "", f"Sampled {len(frames)} frames from `{Path(path).name}`; answering…{short}"
             text = ""
             for piece in answer(model, frames, question, stream=True):
                 text += piece
-                yield gallery, text, f"Sampled {len(frames)} frames from `{Path(path).name}`; answering…"
-            yield gallery, text, f"Done: {len(frames)} frames from `{Path(path).name}`."
+                yield gallery, text, f"Sampled {len(frames)} frames from `{Path(path).name}`; answering…{short}"
+            yield gallery, text, f"Done: {len(frames)} frames from `{Path(path).name}`.{short}"
         except Exception as err:  # a bad upload must not take the app down; say what was wrong
             yield [], "", f"**Error:** {type(err).__name__}: {err}"
 
-    with gr.Blocks(title="zoo video QA", analytics_enabled=False) as app:
-        gr.Markdown("# zoo video QA\n" + note)
+    with gr.Blocks(title="zoo video QA", analytics_enabled=False, delete_cache=limits.delete_cache) as app:
+        gr.Markdown("# zoo video QA\n" + note + "\n\n" + limits.note())
         with gr.Row():
             with gr.Column():
                 video = gr.File(label="video", file_types=["video", ".mkv", ".mov", ".mp4", ".avi", ".webm"],
                                 elem_id="video-upload")
-                frames = gr.Slider(1, 64, value=16, step=1, label="frames to sample", elem_id="num-frames")
+                frames = gr.Slider(1, MAX_FRAMES, value=16, step=1, label="frames to sample", elem_id="num-frames")
                 question = gr.Textbox(label="question", value="Which digit is written on the needle frame? Answer: ",
-                                      elem_id="question")
+                                      max_length=limits.max_question_chars, elem_id="question")
                 ask = gr.Button("Ask", variant="primary", elem_id="ask")
                 examples = [[str(p)] for p in EXAMPLES if p.exists()]
                 if examples:
@@ -65,7 +77,7 @@ def build_app(ckpt: Path, tiny: bool):
 
 
 def main(argv: list[str] | None = None) -> None:
-    serve(build_app, __doc__.split("\n\n")[0], "longva.yaml", "longva", argv)
+    serve(build_app, __doc__.split("\n\n")[0], "longva.yaml", "longva", argv, MAX_UPLOAD_MB)
 
 
 if __name__ == "__main__":

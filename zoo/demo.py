@@ -1,12 +1,20 @@
 """What the Gradio demos in ``demos/`` share: argument parsing, the default tiny model (found or trained once), and a
 launch that stays on this machine (127.0.0.1 by default, no share link, no analytics).
 
+Resources are bounded by :class:`Limits`, each an option with a stated default: an upload above ``--max-upload-mb``
+is refused by gradio (in the page, and by the server for any other client); a question above
+``--max-question-chars`` is cut by the text box and refused by the handler; uploads are deleted from gradio's cache
+once older than ``--keep-uploads-min`` minutes, and all of them when the server stops (Ctrl-C or SIGTERM). The page
+states the limits.
+
 Gradio is imported only here and in the demos (the ``[demo]`` extra)."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
+from dataclasses import dataclass
 from pathlib import Path
 
 from .paths import cache_dir
@@ -14,12 +22,70 @@ from .paths import cache_dir
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def parse_args(description: str, argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=description)
+DEFAULT_MAX_UPLOAD_MB = 200.0
+DEFAULT_MAX_QUESTION_CHARS = 1000
+DEFAULT_KEEP_UPLOADS_MIN = 60.0
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may use: upload size, question length, and how long uploads stay on the server."""
+
+    max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
+    max_question_chars: int = DEFAULT_MAX_QUESTION_CHARS
+    keep_uploads_min: float = DEFAULT_KEEP_UPLOADS_MIN
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Limits:
+        return cls(args.max_upload_mb, args.max_question_chars, args.keep_uploads_min)
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def delete_cache(self) -> tuple[int, int]:
+        """gradio's ``delete_cache=(frequency, age)`` in seconds: look every minute (or sooner for a shorter age)."""
+        age = max(1, round(self.keep_uploads_min * 60))
+        return min(age, 60), age
+
+    def note(self) -> str:
+        """The limits as the page states them."""
+        return (f"Limits: uploads up to {self.max_upload_mb:g} MB, questions up to {self.max_question_chars:,} "
+                f"characters; uploads are deleted from the server after {self.keep_uploads_min:g} minutes and when it "
+                f"stops.")
+
+    def check_question(self, question: str) -> None:
+        if len(question) > self.max_question_chars:
+            raise ValueError(f"the question is {len(question):,} characters long; the limit is "
+                             f"{self.max_question_chars:,} (--max-question-chars)")
+
+
+def _positive(kind):
+    def parse(text: str):
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+    return parse
+
+
+def parse_args(description: str, argv: list[str] | None = None,
+               max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB) -> argparse.Namespace:
+    """The demos' options; ``max_upload_mb`` is the demo's default upload limit (video files are larger than
+    audio). Options must be spelled out: ``--por 7861`` is an error, not ``--port``."""
+    p = argparse.ArgumentParser(description=description, allow_abbrev=False)
     p.add_argument("--ckpt", default=None,
                    help="checkpoint to serve (zoo .ckpt or a model directory); default: the tiny demo model")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--max-upload-mb", type=_positive(float), default=max_upload_mb,
+                   help=f"largest upload gradio accepts, in MB (default {max_upload_mb:g})")
+    p.add_argument("--max-question-chars", type=_positive(int), default=DEFAULT_MAX_QUESTION_CHARS,
+                   help=f"longest question, in characters (default {DEFAULT_MAX_QUESTION_CHARS})")
+    p.add_argument("--keep-uploads-min", type=_positive(float), default=DEFAULT_KEEP_UPLOADS_MIN,
+                   help=f"uploads older than this many minutes are deleted from gradio's cache, and all of them when "
+                        f"the server stops (default {DEFAULT_KEEP_UPLOADS_MIN:g})")
     return p.parse_args(argv)
 
 
@@ -57,10 +123,15 @@ def prepare_gradio():
 
 
 def load_model(ckpt: Path, cls: type, what: str):
-    """The checkpoint's model, refused by name unless it is a ``cls`` (``what`` says which kind, for the error)."""
+    """The checkpoint's model, refused by name unless it is a ``cls`` (``what`` says which kind, for the error). A
+    missing or damaged checkpoint ends the demo with one line naming it, not a traceback."""
     import zoo
+    from zoo.loading import CheckpointError
 
-    model = zoo.load_pretrained(ckpt)
+    try:
+        model = zoo.load_pretrained(ckpt)
+    except (CheckpointError, FileNotFoundError, OSError) as err:
+        raise SystemExit(f"error: {err}") from None
     if not isinstance(model, cls):
         raise SystemExit(f"{ckpt} holds a {type(model).__name__}, not {what}")
     return model
@@ -78,10 +149,21 @@ def upload_path(value) -> str | None:
     return value if isinstance(value, str) else value.name
 
 
-def serve(build_app, description: str, config: str, run_name: str, argv: list[str] | None = None) -> None:
-    """Parse --ckpt/--host/--port, fall back to the tiny model of ``configs/<config>``, build the app and launch it
-    bound to --host (127.0.0.1 by default), with no share link."""
-    args = parse_args(description, argv)
+def serve(build_app, description: str, config: str, run_name: str, argv: list[str] | None = None,
+          max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB) -> None:
+    """Parse the options, fall back to the tiny model of ``configs/<config>``, build the app with its
+    :class:`Limits` and launch it bound to --host (127.0.0.1 by default), with no share link and gradio refusing
+    uploads above the limit."""
+    args = parse_args(description, argv, max_upload_mb)
+    limits = Limits.from_args(args)
     ckpt = Path(args.ckpt) if args.ckpt else default_checkpoint(config, run_name)
-    app = build_app(ckpt, tiny=args.ckpt is None)
-    app.queue().launch(server_name=args.host, server_port=args.port, share=False, show_error=True)
+    app = build_app(ckpt, tiny=args.ckpt is None, limits=limits)
+    # gradio deletes its uploads when the server closes, which it does on Ctrl-C; a service manager's SIGTERM
+    # (systemd, docker stop) would otherwise kill it with the uploads left behind
+    signal.signal(signal.SIGTERM, _interrupt)
+    app.queue().launch(server_name=args.host, server_port=args.port, share=False, show_error=True,
+                       max_file_size=limits.max_upload_bytes)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt

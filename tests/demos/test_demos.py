@@ -1,6 +1,8 @@
 """The Gradio demos, clicked through in Debian's headless Chromium with Playwright: a video or audio upload gives
-frames / a spectrogram and a non-empty streamed answer; a corrupted or non-media upload shows a readable error in the
-page and the next valid request still works. Screenshots go to $ZOO_TEST_ARTIFACTS (default tests/artifacts)."""
+frames / a spectrogram and a non-empty streamed answer; a corrupted or non-media upload, an upload above
+--max-upload-mb or a question above --max-question-chars shows a readable error in the page and the next valid
+request still works; the uploads are gone from gradio's cache once the demo is stopped. Screenshots go to
+$ZOO_TEST_ARTIFACTS (default tests/artifacts)."""
 
 import os
 import socket
@@ -10,6 +12,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import httpx
 import pytest
 import torch
 import yaml
@@ -45,13 +48,17 @@ def _free_port() -> int:
 
 
 class Demo:
-    def __init__(self, script: str, ckpt: Path, tmp_path: Path):
+    def __init__(self, script: str, ckpt: Path, tmp_path: Path, *options: str):
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
-        env = {**os.environ, "ZOO_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+        self.uploads = tmp_path / "cache" / "gradio"
+        # GRADIO_TEMP_DIR given, not inherited: a test that ran prepare_gradio() in this process may have set it
+        env = {**os.environ, "ZOO_CACHE": str(tmp_path / "cache"), "GRADIO_TEMP_DIR": str(self.uploads),
+               "OMP_NUM_THREADS": "1"}
         self.log = open(tmp_path / f"{script}.log", "w")
         self.proc = subprocess.Popen([sys.executable, str(ROOT / "demos" / script), "--ckpt", str(ckpt),
-                                      "--port", str(self.port)], stdout=self.log, stderr=subprocess.STDOUT, env=env)
+                                      "--port", str(self.port), *options],
+                                     stdout=self.log, stderr=subprocess.STDOUT, env=env)
         deadline = time.time() + 120
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -63,10 +70,16 @@ class Demo:
                 time.sleep(0.5)
         raise RuntimeError(f"{script} did not serve {self.url} within 120 s")
 
-    def close(self):
+    def cached_files(self) -> list[str]:
+        """Names of the non-empty files in gradio's cache. (gr.File leaves one empty tmp* file there per request,
+        which gradio does not track for deletion; gradio 6.31, components/file.py.)"""
+        return sorted(p.name for p in self.uploads.rglob("*") if p.is_file() and p.stat().st_size > 0)
+
+    def close(self) -> int:
         self.proc.terminate()
-        self.proc.wait(timeout=20)
+        code = self.proc.wait(timeout=20)
         self.log.close()
+        return code
 
 
 @pytest.fixture(scope="module")
@@ -87,11 +100,16 @@ def _open(browser, url: str):
 
 def _upload(page, upload_id: str, file: Path, attempts: int = 3) -> None:
     """Set the file on the component's input until the component lists it (on a cold first start the first set
-    was seen to be dropped)."""
+    was seen to be dropped). The listed name is split into stem and extension spans, so it is found by its cell's
+    aria-label; its whole text shows only in a progress element while the upload is in flight, which a fast upload
+    finished before the wait looked."""
+    listed = page.locator(f"#{upload_id}").get_by_label(file.name, exact=True).first
     for attempt in range(attempts):
+        if attempt and listed.is_visible():  # a slow upload that landed after the wait gave up
+            return
         page.locator(f"#{upload_id} input[type=file]").set_input_files(str(file))
         try:
-            page.locator(f"#{upload_id}").get_by_text(file.name).first.wait_for(timeout=40_000)
+            listed.wait_for(timeout=40_000)
             return
         except sync_api.TimeoutError:
             if attempt == attempts - 1:
@@ -137,14 +155,27 @@ def _clear(page, upload_id: str):
     page.locator(f"#{upload_id}").get_by_label("Clear").first.click()
 
 
+def _set_question(page, text: str) -> None:
+    """Set the question as a script would, past the text box's maxlength (which cuts what a user types or pastes),
+    to reach the handler's own check."""
+    page.locator("#question textarea").evaluate(
+        "(el, text) => { el.value = text; el.dispatchEvent(new Event('input', {bubbles: true})); }", text)
+
+
 def test_video_demo_in_a_browser(tmp_path, browser):
     from zoo.modalities.video import LongVAConfig, LongVAModule
 
-    demo = Demo("video_qa.py", _tiny_checkpoint(tmp_path, "longva.yaml", LongVAModule, LongVAConfig), tmp_path)
+    question = "Which digit is written on the needle frame? Answer: "
+    demo = Demo("video_qa.py", _tiny_checkpoint(tmp_path, "longva.yaml", LongVAModule, LongVAConfig), tmp_path,
+                "--max-upload-mb", "1", "--max-question-chars", "200")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    oversized = tmp_path / "oversized.mp4"
+    oversized.write_bytes(bytes(2 * 1024 * 1024))
     try:
         page = _open(browser, demo.url)
-        page.locator("#question textarea").fill("Which digit is written on the needle frame? Answer: ")
+        assert "Limits: uploads up to 1 MB, questions up to 200 characters; uploads are deleted from the server " \
+               "after 60 minutes and when it stops." in page.locator("body").inner_text()
+        page.locator("#question textarea").fill(question)
         status = _ask(page, "video-upload", DATA / "video" / "flipping_a_pancake.mkv")
         assert status.startswith("Done: 16 frames from"), status
         assert page.locator("#frames img").count() == 16
@@ -157,12 +188,33 @@ def test_video_demo_in_a_browser(tmp_path, browser):
         assert "Error" in status and "VideoDecodeError" in status and "corrupted.mp4" in status, status
         page.screenshot(path=str(ARTIFACTS / "video_qa_error.png"), full_page=True)
 
+        # 2 MB against --max-upload-mb 1: gradio refuses it in the page, and its server refuses any other client
+        _clear(page, "video-upload")
+        page.locator("#video-upload input[type=file]").set_input_files(str(oversized))
+        page.get_by_text('File(s) exceed the maximum allowed size of 1.0 Mb: "oversized.mp4"').wait_for(timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / "video_qa_oversized.png"), full_page=True)
+        refused = httpx.post(demo.url + "gradio_api/upload", files={"files": (oversized.name, oversized.read_bytes())})
+        assert refused.status_code == 413 and "File size exceeded maximum allowed size" in refused.text, refused.text
+
+        assert page.locator("#question textarea").get_attribute("maxlength") == "200"
+        _set_question(page, "x" * 201)
+        status = _ask(page, "video-upload", DATA / "video" / "video_0.mov")
+        assert status == "Error: ValueError: the question is 201 characters long; the limit is 200 " \
+                         "(--max-question-chars)", status
+
+        # the server still serves; video_0.mov has 3 frames, fewer than the slider's 16
+        _set_question(page, question)
         _clear(page, "video-upload")
         status = _ask(page, "video-upload", DATA / "video" / "video_0.mov")
-        assert status.startswith("Done: "), status  # the app still serves after the bad upload
+        assert status == "Done: 3 frames from video_0.mov. The clip has only 3 frames; using all 3.", status
+        assert page.locator("#frames img").count() == 3
         assert page.locator("#answer textarea").input_value() != ""
+        uploaded = demo.cached_files()
+        assert {"flipping_a_pancake.mkv", "corrupted.mp4", "video_0.mov"} <= set(uploaded), uploaded
     finally:
-        demo.close()
+        code = demo.close()
+    assert code == 0  # SIGTERM closes the server as Ctrl-C does...
+    assert demo.cached_files() == []  # ...and gradio deletes every upload on the way out
     assert not (tmp_path / "cache" / "demo_runs").exists()  # --ckpt given: nothing trained or cached
 
 
@@ -178,6 +230,7 @@ def test_audio_demo_in_a_browser(tmp_path, browser):
     empty.write_bytes(b"")
     try:
         page = _open(browser, demo.url)
+        assert "Limits: uploads up to 50 MB" in page.locator("body").inner_text()  # the audio demo's default
         status = _ask(page, "audio-upload", DATA / "audio" / "jfk.flac")
         assert status.startswith("Done: jfk.flac, 11.0 s"), status
         assert page.locator("#waveform img").count() == 1
