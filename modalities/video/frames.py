@@ -78,8 +78,8 @@ def sample_indices(timestamps: np.ndarray, fps: float, num_frames: int | None = 
             if on_short == "cap":
                 return candidates
             raise ValueError(f"num_frames={num_frames} asked for, but the clip has only {len(candidates)} frames"
-                             f"{_window(start, end)}; pass on_short='cap' to take each of them once, or on_short='repeat' to "
-                             f"repeat frames up to {num_frames} as lmms-eval does")
+                             f"{_window(start, end)}; pass on_short='cap' to take each of them once, or "
+                             f"on_short='repeat' to repeat frames up to {num_frames} as lmms-eval does")
         return candidates[np.linspace(0, len(candidates) - 1, num_frames, dtype=int)]
     if sample_fps is not None:
         step = max(1, round(fps / sample_fps))  # LLaVA-NeXT: every round(avg_fps / fps)-th frame
