@@ -78,7 +78,7 @@ def measure(path: Path, which: str, timeout: int = 3600) -> dict:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     p.add_argument("--minutes", default="10,120", help="comma-separated lengths")
     p.add_argument("--rate", type=int, default=16000, help="the files' sample rate (16000: no resampling)")
     p.add_argument("--format", choices=("wav", "flac"), default="wav")

@@ -37,3 +37,34 @@ def test_create_model_and_unknown_name():
     assert "lm-tiny" in zoo.list_models()
     with pytest.raises(KeyError, match="unknown model 'lm-huge'; registered: .*lm-tiny"):
         zoo.create_model("lm-huge")
+
+
+def _modules_after(argv: list[str]) -> set[str]:
+    """The modules a command-line run of ``argv`` (``python -m ...``) has imported when it exits."""
+    code = (
+        "import runpy, sys; sys.argv = {argv!r}\n"
+        "try:\n    runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)\n"
+        "except SystemExit:\n    pass\n"
+        "print('MODULES', ' '.join(sorted(sys.modules)))"
+    ).format(argv=argv)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    line = next(ln for ln in res.stdout.splitlines() if ln.startswith("MODULES "))
+    return set(line.split()[1:])
+
+
+HEAVY = ("torch", "lightning", "transformers", "timm", "matplotlib", "av", "numpy")
+
+
+@pytest.mark.parametrize("argv", [["zoo.eval", "--help"], ["zoo.fit", "--list"], ["zoo.eval", "passkey", "--help"]])
+def test_help_and_listings_import_nothing_heavy(argv):
+    """Start-up is what a help screen costs: no torch, Lightning or modality code before it prints."""
+    loaded = _modules_after(argv)
+    assert not [m for m in HEAVY if m in loaded]
+    assert not [m for m in loaded if m.startswith("zoo.modalities.") and not m.endswith((".eval", "modalities"))
+                and m.count(".") > 2]
+
+
+def test_fit_help_imports_lightning_but_no_modality():
+    loaded = _modules_after(["zoo.fit", "--help"])
+    assert "lightning" in loaded  # its help lists every Trainer option
+    assert not [m for m in loaded if m.startswith("zoo.modalities")]

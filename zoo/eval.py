@@ -23,7 +23,10 @@ TASK_MODULES = ["zoo.modalities.text.eval", "zoo.modalities.video.eval", "zoo.mo
                 "zoo.modalities.timeseries.eval"]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(tasks: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser, with the options of ``tasks`` (all when None). Options can need the task's data module (choices
+    of splits, say), so ``main`` builds only the chosen task's, and ``--help`` lists the tasks without importing
+    any model, data or torch."""
     for mod in TASK_MODULES:
         importlib.import_module(mod)
     # abbreviations off: --frame must not pass for --frames
@@ -32,8 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name in EVAL_TASKS.names():
         task = EVAL_TASKS.get(name)
         p = sub.add_parser(name, help=task.help, description=task.help, allow_abbrev=False)
-        task.add_arguments(p)
-        p.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
+        if tasks is None or name in tasks:
+            task.add_arguments(p)
+            p.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     return parser
 
 
@@ -43,7 +47,9 @@ def write_json(result: dict, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser([chosen] if chosen else [])
     args = parser.parse_args(argv)
     with one_line_errors(PROG):
         result = EVAL_TASKS.get(args.task).run(args)

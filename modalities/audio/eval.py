@@ -6,27 +6,25 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
-
-from zoo.lm import labels_exact_match
+from zoo.arguments import fractions, int_at_least, positive_float, positive_floats, positive_int
 from zoo.registry import EVAL_TASKS
 
-from zoo.arguments import fractions, int_at_least, positive_float, positive_floats, positive_int
-
-from ..text.eval import plot_passkey
-from .lightning import MODEL_INPUTS
-from .needle import NeedleSet, NeedleTask, collate
-from .partial_yarn import PartialYarnConfig
-
+# the model, data and torch are imported where they are used: `python -m zoo.eval --help` imports only arguments
 POSITIONS = ("plain", "partial_yarn")
 
 
-@torch.no_grad()
-def needle_accuracy(model, task: NeedleTask, seconds: list[float], depths: list[float], samples_per_depth: int,
+def needle_accuracy(model, task, seconds: list[float], depths: list[float], samples_per_depth: int,
                     batch_size: int, partial_yarn: bool, seed: int = 1234, progress: bool = True) -> tuple[dict, dict]:
-    """Exact-match accuracy per length (seconds), and per (length, depth)."""
+    """Exact-match accuracy per length (seconds), and per (length, depth), of ``task`` (a :class:`NeedleTask`)."""
+    import torch
+    from torch.utils.data import DataLoader
+    from tqdm.auto import tqdm
+
+    from zoo.lm import labels_exact_match
+
+    from .lightning import MODEL_INPUTS
+    from .needle import NeedleSet, collate
+
     acc, by_depth = {}, {}
     for sec in seconds:
         data = NeedleSet(task, sec, depths, samples_per_depth, seed=seed)
@@ -34,7 +32,8 @@ def needle_accuracy(model, task: NeedleTask, seconds: list[float], depths: list[
         name = "Partial YaRN" if partial_yarn else "plain"
         for batch in tqdm(DataLoader(data, batch_size=batch_size, collate_fn=collate),
                           desc=f"audio needle @ {sec:g} s, {name}", disable=not progress, leave=False):
-            logits = model(**{k: batch[k] for k in MODEL_INPUTS}, partial_yarn=partial_yarn).logits
+            with torch.no_grad():
+                logits = model(**{k: batch[k] for k in MODEL_INPUTS}, partial_yarn=partial_yarn).logits
             for d, ok in zip(batch["depth"].tolist(), labels_exact_match(logits, batch["labels"]).tolist()):
                 hits[min(depths, key=lambda x: abs(x - d))].append(ok)
         key = f"{sec:g}"
@@ -84,6 +83,9 @@ class AudioNeedleTask:
         model = load_pretrained(ckpt)
         if not isinstance(model, Qwen2Audio):
             raise SystemExit(f"{ckpt} holds a {type(model).__name__}, not a Qwen2-Audio-shaped model")
+        from .needle import NeedleTask
+        from .partial_yarn import PartialYarnConfig
+
         yarn = model.partial_yarn or PartialYarnConfig()
         if args.start_dim is not None:
             yarn.start_dim = args.start_dim
@@ -120,6 +122,8 @@ class AudioNeedleTask:
         from zoo.eval import write_json
 
         write_json(result, out_dir / "audio_needle.json")
+        from ..text.eval import plot_passkey
+
         plot_passkey(runs, out_dir / "audio_needle.png", f"audio needle — {ckpt.name} (trained on "
                      f"{trained_seconds:g} s)", xlabel="audio length (s)", ylabel="exact-match accuracy",
                      depth_label="needle depth")

@@ -1,12 +1,14 @@
 """Genomic and protein sequences: FASTA windows (pyfaidx), DNA / k-mer / protein tokenizers, next-token training."""
 
-from .caduceus import Caduceus, CaduceusConfig
-from .fasta import FastaFormatError, FastaWindows, open_fasta, reverse_complement
-from .lightning import DnaPasskeyDataModule, FastaDataModule, GenomicLMModule, GenomicMLMModule, ProteinDataModule
-from .proteins import ProteinRecords, write_synthetic_proteins
-from .passkey import DnaPasskeySet, DnaPasskeyStream, make_dna_passkey
-from .tokenizers import CharTokenizer, KmerTokenizer, ProteinTokenizer, SequenceTokenizer
+from zoo.lazy import lazy_exports
 
-__all__ = ["Caduceus", "CaduceusConfig", "CharTokenizer", "DnaPasskeyDataModule", "DnaPasskeySet", "DnaPasskeyStream",
-           "make_dna_passkey", "ProteinDataModule", "ProteinRecords", "write_synthetic_proteins", "FastaDataModule", "FastaFormatError", "FastaWindows", "GenomicLMModule", "GenomicMLMModule", "KmerTokenizer", "ProteinTokenizer",
-           "SequenceTokenizer", "open_fasta", "reverse_complement"]
+# imported on first use (zoo.lazy): importing the package, or its eval module, imports nothing heavy
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    ".caduceus": ["Caduceus", "CaduceusConfig"],
+    ".fasta": ["FastaFormatError", "FastaWindows", "open_fasta", "reverse_complement"],
+    ".lightning": ["DnaPasskeyDataModule", "FastaDataModule", "GenomicLMModule", "GenomicMLMModule",
+        "ProteinDataModule"],
+    ".proteins": ["ProteinRecords", "write_synthetic_proteins"],
+    ".passkey": ["DnaPasskeySet", "DnaPasskeyStream", "make_dna_passkey"],
+    ".tokenizers": ["CharTokenizer", "KmerTokenizer", "ProteinTokenizer", "SequenceTokenizer"],
+})

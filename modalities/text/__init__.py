@@ -1,10 +1,10 @@
 """Text: byte tokenizer, synthetic passkey retrieval, Lightning module for causal LMs, passkey evaluation."""
 
-from .lightning import LMModule, PasskeyDataModule
-from .passkey import PasskeySet, PasskeyStream, answer_exact_match, make_passkey_sample
-from .tokenizer import ByteTokenizer
+from zoo.lazy import lazy_exports
 
-__all__ = [
-    "ByteTokenizer", "LMModule", "PasskeyDataModule", "PasskeySet", "PasskeyStream", "answer_exact_match",
-    "make_passkey_sample",
-]
+# imported on first use (zoo.lazy): importing the package, or its eval module, imports nothing heavy
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    ".lightning": ["LMModule", "PasskeyDataModule"],
+    ".passkey": ["PasskeySet", "PasskeyStream", "answer_exact_match", "make_passkey_sample"],
+    ".tokenizer": ["ByteTokenizer"],
+})

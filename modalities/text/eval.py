@@ -5,14 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
-
 from zoo.arguments import fractions, int_at_least, positive_float, positive_int, positive_ints
 from zoo.registry import EVAL_TASKS
 
-from .passkey import PasskeySet, answer_exact_match
+# torch and the data are imported where they are used: `python -m zoo.eval --help` imports only this file's arguments
 
 
 OTHER_TASKS = {"video": "vniah", "audio": "audio-needle", "series": "forecast"}
@@ -29,15 +25,22 @@ def require_token_model(model, ckpt: Path, task: str) -> None:
                      f"task needs a language model over tokens (text or DNA){hint}")
 
 
-def causal_exact_match(logits, batch) -> torch.Tensor:
+def causal_exact_match(logits, batch):
+    from .passkey import answer_exact_match
+
     return answer_exact_match(logits, batch["input_ids"], batch["answer_mask"])
 
 
-@torch.no_grad()
 def passkey_accuracy(model, lengths, depths, samples_per_depth: int, batch_size: int, seed: int = 1234,
                      progress: bool = True, make_set=None, score=causal_exact_match) -> tuple[dict, dict]:
     """Exact-match accuracy per length, and per (length, depth). ``make_set(length, depths, n, seed)`` builds the
     samples (the byte-level text passkey by default); ``score(logits, batch)`` gives 1/0 per sample."""
+    import torch
+    from torch.utils.data import DataLoader
+    from tqdm.auto import tqdm
+
+    from .passkey import PasskeySet
+
     make_set = make_set or (lambda length, d, n, s: PasskeySet(length, d, n, seed=s))
     acc, by_depth = {}, {}
     for length in lengths:
@@ -45,7 +48,8 @@ def passkey_accuracy(model, lengths, depths, samples_per_depth: int, batch_size:
         hits = {d: [] for d in depths}
         loader = DataLoader(data, batch_size=batch_size)
         for batch in tqdm(loader, desc=f"passkey @ {length}", disable=not progress, leave=False):
-            ok = score(model(batch["input_ids"]).logits, batch)
+            with torch.no_grad():
+                ok = score(model(batch["input_ids"]).logits, batch)
             for d, o in zip(batch["depth"].tolist(), ok.tolist()):
                 hits[min(depths, key=lambda x: abs(x - d))].append(o)
         by_depth[str(length)] = {str(d): sum(v) / len(v) for d, v in hits.items()}

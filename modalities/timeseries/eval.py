@@ -9,9 +9,7 @@ from pathlib import Path
 from zoo.arguments import positive_int, positive_ints
 from zoo.registry import EVAL_TASKS
 
-from .data import FILLS, SPLITS, load_benchmark
-from .forecast import horizon_metrics, plot_forecasts, rolling_forecasts
-
+# the model, data and torch are imported where they are used: `python -m zoo.eval --help` imports only arguments
 # Timer-XL paper, ETTh1, lookback 672 (MSE / MAE); shown beside ours when the file is ETTh1
 PAPER_ETTH1 = {"96": (0.364, 0.397), "192": (0.405, 0.424), "336": (0.427, 0.439), "720": (0.439, 0.459),
                "avg": (0.409, 0.430)}
@@ -21,6 +19,8 @@ class ForecastTask:
     help = "rolling-forecast MSE / MAE on a CSV file's test split (ETT protocol) for several horizons"
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        from .data import FILLS, SPLITS
+
         p.add_argument("--ckpt", required=True, help="zoo .ckpt from zoo.fit, or a Timer checkpoint directory")
         p.add_argument("--data", default=None, help="CSV file (default: the file the checkpoint was trained on)")
         p.add_argument("--horizons", type=positive_ints, default=[96, 192, 336, 720])
@@ -38,6 +38,8 @@ class ForecastTask:
     def run(self, args) -> dict:
         from zoo.loading import checkpoint_hparams, load_pretrained
 
+        from .data import load_benchmark
+        from .forecast import horizon_metrics, plot_forecasts, rolling_forecasts
         from .timer_xl import TimerXL
 
         ckpt = Path(args.ckpt)

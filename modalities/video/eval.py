@@ -5,30 +5,31 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
-
+from zoo.arguments import float_in, fractions, int_at_least, positive_int, positive_ints
 from zoo.registry import EVAL_TASKS
 
-from zoo.arguments import float_in, fractions, int_at_least, positive_int, positive_ints
-
-from .lightning import expanded_labels
-from .vniah import Haystack, VNIAHSet, collate, labels_exact_match
+# the model, data and torch are imported where they are used: `python -m zoo.eval --help` imports only arguments
 
 
-@torch.no_grad()
-def vniah_accuracy(model, haystack: Haystack, frames: list[int], depths: list[float], samples_per_depth: int,
+def vniah_accuracy(model, haystack, frames: list[int], depths: list[float], samples_per_depth: int,
                    batch_size: int, v2pe_delta: float | None = None, seed: int = 1234,
                    progress: bool = True) -> tuple[dict, dict]:
-    """Exact-match accuracy per frame count, and per (frame count, depth)."""
+    """Exact-match accuracy per frame count, and per (frame count, depth) on ``haystack`` (a :class:`Haystack`)."""
+    import torch
+    from torch.utils.data import DataLoader
+    from tqdm.auto import tqdm
+
+    from .lightning import expanded_labels
+    from .vniah import VNIAHSet, collate, labels_exact_match
+
     acc, by_depth = {}, {}
     for n_frames in frames:
         data = VNIAHSet(haystack, n_frames, depths, samples_per_depth, seed=seed)
         hits: dict[float, list[float]] = {d: [] for d in depths}
         for batch in tqdm(DataLoader(data, batch_size=batch_size, collate_fn=collate), desc=f"V-NIAH @ {n_frames}",
                           disable=not progress, leave=False):
-            logits = model(batch["input_ids"], batch["videos"], v2pe_delta=v2pe_delta).logits
+            with torch.no_grad():
+                logits = model(batch["input_ids"], batch["videos"], v2pe_delta=v2pe_delta).logits
             ok = labels_exact_match(logits, expanded_labels(model, batch))
             for d, o in zip(batch["depth"].tolist(), ok.tolist()):
                 hits[min(depths, key=lambda x: abs(x - d))].append(o)
@@ -97,6 +98,8 @@ class VNIAHTask:
 
         trained_frames = args.trained_frames or \
             checkpoint_hparams(ckpt).get("datamodule_hyper_parameters", {}).get("num_frames")
+        from .vniah import Haystack
+
         haystack = Haystack(model.image_size, args.haystack_video, args.needle_image, args.needle_answer)
         delta = args.v2pe_delta if args.v2pe_delta is not None else model.config.v2pe_delta
         acc, by_depth = vniah_accuracy(model, haystack, args.frames, args.depths, args.samples_per_depth,
