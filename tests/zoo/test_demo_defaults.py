@@ -19,8 +19,11 @@ def test_prepare_gradio_turns_analytics_off_and_keeps_uploads_in_the_cache(tmp_p
     from zoo.demo import prepare_gradio
 
     monkeypatch.setenv("ZOO_CACHE", str(tmp_path))
-    monkeypatch.delenv("GRADIO_ANALYTICS_ENABLED", raising=False)
-    monkeypatch.delenv("GRADIO_TEMP_DIR", raising=False)
+    for name in ("GRADIO_ANALYTICS_ENABLED", "GRADIO_TEMP_DIR"):
+        # set, then deleted: monkeypatch records the original state, so what prepare_gradio sets is undone after
+        # the test (a bare delenv of an unset variable records nothing, and later demos read the leftover)
+        monkeypatch.setenv(name, "unset-by-the-test")
+        monkeypatch.delenv(name)
     prepare_gradio()
     assert os.environ["GRADIO_ANALYTICS_ENABLED"] == "False"
     assert os.environ["GRADIO_TEMP_DIR"] == str(tmp_path / "gradio")
