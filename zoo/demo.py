@@ -17,6 +17,7 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
+from .arguments import positive_float, positive_int
 from .paths import cache_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,15 +62,6 @@ class Limits:
                              f"{self.max_question_chars:,} (--max-question-chars)")
 
 
-def _positive(kind):
-    def parse(text: str):
-        value = kind(text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-        return value
-    return parse
-
-
 def parse_args(description: str, argv: list[str] | None = None,
                max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB) -> argparse.Namespace:
     """The demos' options; ``max_upload_mb`` is the demo's default upload limit (video files are larger than
@@ -79,11 +71,11 @@ def parse_args(description: str, argv: list[str] | None = None,
                    help="checkpoint to serve (zoo .ckpt or a model directory); default: the tiny demo model")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=7860)
-    p.add_argument("--max-upload-mb", type=_positive(float), default=max_upload_mb,
+    p.add_argument("--max-upload-mb", type=positive_float, default=max_upload_mb,
                    help=f"largest upload gradio accepts, in MB (default {max_upload_mb:g})")
-    p.add_argument("--max-question-chars", type=_positive(int), default=DEFAULT_MAX_QUESTION_CHARS,
+    p.add_argument("--max-question-chars", type=positive_int, default=DEFAULT_MAX_QUESTION_CHARS,
                    help=f"longest question, in characters (default {DEFAULT_MAX_QUESTION_CHARS})")
-    p.add_argument("--keep-uploads-min", type=_positive(float), default=DEFAULT_KEEP_UPLOADS_MIN,
+    p.add_argument("--keep-uploads-min", type=positive_float, default=DEFAULT_KEEP_UPLOADS_MIN,
                    help=f"uploads older than this many minutes are deleted from gradio's cache, and all of them when "
                         f"the server stops (default {DEFAULT_KEEP_UPLOADS_MIN:g})")
     return p.parse_args(argv)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from pathlib import Path
 
 from .errors import UserInputError, one_line_errors
@@ -192,10 +193,14 @@ def main(args: list[str] | None = None):
                 raise UserInputError("--ckpt_path last: this config saves no checkpoints (no ModelCheckpoint)")
             resume_from = resume_checkpoint(ckpt_path, checkpoint_dirs[0] if checkpoint_dirs else Path("."))
             ckpt_path = str(resume_from)
-        if trainer.is_global_zero:
-            guard_run_directory(checkpoint_dirs, resume_from, cli.config.get("overwrite", False))
+        overwrite = cli.config.get("overwrite", False)
+        if trainer.is_global_zero or not overwrite:  # every rank refuses alike; only rank 0 deletes
+            guard_run_directory(checkpoint_dirs, resume_from, overwrite)
         configure_trainer(trainer, cli.config.get("progress", "auto"))
-        trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path)
+        with warnings.catch_warnings():
+            if resume_from is not None:  # the guard has checked the folder: Lightning's "not empty" warning is noise
+                warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+            trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path)
         return cli
 
 
