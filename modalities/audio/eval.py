@@ -31,7 +31,7 @@ def needle_accuracy(model, task, seconds: list[float], depths: list[float], samp
         hits: dict[float, list[float]] = {d: [] for d in depths}
         name = "Partial YaRN" if partial_yarn else "plain"
         for batch in tqdm(DataLoader(data, batch_size=batch_size, collate_fn=collate),
-                          desc=f"audio needle @ {sec:g} s, {name}", disable=not progress, leave=False):
+                          desc=f"audio needle @ {sec:g} s, {name}", disable=None if progress else True, leave=False):
             with torch.no_grad():
                 logits = model(**{k: batch[k] for k in MODEL_INPUTS}, partial_yarn=partial_yarn).logits
             for d, ok in zip(batch["depth"].tolist(), labels_exact_match(logits, batch["labels"]).tolist()):

@@ -47,7 +47,8 @@ def passkey_accuracy(model, lengths, depths, samples_per_depth: int, batch_size:
         data = make_set(length, depths, samples_per_depth, seed)
         hits = {d: [] for d in depths}
         loader = DataLoader(data, batch_size=batch_size)
-        for batch in tqdm(loader, desc=f"passkey @ {length}", disable=not progress, leave=False):
+        # disable=None: tqdm draws its bar on a terminal only, so a log file gets no carriage-return noise
+        for batch in tqdm(loader, desc=f"passkey @ {length}", disable=None if progress else True, leave=False):
             with torch.no_grad():
                 ok = score(model(batch["input_ids"]).logits, batch)
             for d, o in zip(batch["depth"].tolist(), ok.tolist()):

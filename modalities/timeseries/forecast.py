@@ -23,7 +23,7 @@ def rolling_forecasts(model, values: np.ndarray, lookback: int, horizon: int, n_
     out = np.empty((n_windows, horizon, values.shape[1]), dtype=np.float32)
     model.eval()
     starts = range(0, n_windows, batch_size)
-    for a in tqdm(starts, desc=f"rolling forecasts to {horizon}", disable=not progress, unit="batch"):
+    for a in tqdm(starts, desc=f"rolling forecasts to {horizon}", disable=None if progress else True, unit="batch"):
         b = min(a + batch_size, n_windows)
         x = torch.stack([series[s:s + lookback] for s in range(a, b)])
         out[a:b] = model.forecast(x, horizon).float().numpy()

@@ -27,7 +27,7 @@ def vniah_accuracy(model, haystack, frames: list[int], depths: list[float], samp
         data = VNIAHSet(haystack, n_frames, depths, samples_per_depth, seed=seed)
         hits: dict[float, list[float]] = {d: [] for d in depths}
         for batch in tqdm(DataLoader(data, batch_size=batch_size, collate_fn=collate), desc=f"V-NIAH @ {n_frames}",
-                          disable=not progress, leave=False):
+                          disable=None if progress else True, leave=False):
             with torch.no_grad():
                 logits = model(batch["input_ids"], batch["videos"], v2pe_delta=v2pe_delta).logits
             ok = labels_exact_match(logits, expanded_labels(model, batch))
