@@ -37,3 +37,15 @@ def test_bad_sp_and_mesh_are_refused():
         parse_sp("tree=2")
     with pytest.raises(ValueError, match="--devices 6 is not a multiple of the sequence-parallel size 4"):
         make_plan("lm_passkey", 1024, devices=6, sp="ring=4")
+
+
+def test_abbreviated_options_and_nonsense_numbers_are_errors(capsys):
+    from zoo.plan import main
+
+    for argv, message in ((["--config", "lm_passkey", "--param"], "unrecognized arguments: --param"),
+                          (["--config", "lm_passkey", "--seq", "64"], "unrecognized arguments: --seq"),
+                          (["--config", "lm_passkey", "--seq-len", "0"], "argument --seq-len: must be ≥ 1, got 0")):
+        with pytest.raises(SystemExit) as err:
+            main(argv)
+        assert err.value.code == 2
+        assert message in capsys.readouterr().err
