@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import csv
+import random
+import sys
+import time
 from collections import defaultdict
 from pathlib import Path
 
 import lightning as L
+import numpy as np
+import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities import rank_zero_only
+
+from .checkpoints import torch_load, write_atomically
 
 
 def plot_metrics_csv(csv_path: Path, png_path: Path) -> list[str]:
@@ -78,11 +85,6 @@ class RNGState(L.Callback):
         return {name: getattr(pl_module, name) for name in getattr(pl_module, "rng_attributes", ())}
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
-        import random
-
-        import numpy as np
-        import torch
-
         np_state = np.random.get_state()
         state = {
             "torch": torch.get_rng_state(),
@@ -101,11 +103,6 @@ class RNGState(L.Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
         if self._pending is None:
             return
-        import random
-
-        import numpy as np
-        import torch
-
         state, self._pending = self._pending, None
         torch.set_rng_state(state["torch"])
         if state["cuda"] and torch.cuda.is_available():
@@ -120,11 +117,6 @@ class RNGState(L.Callback):
 
 
 def _generator_state(generator):
-    import random
-
-    import numpy as np
-    import torch
-
     if isinstance(generator, torch.Generator):
         return {"torch": generator.get_state()}
     if isinstance(generator, random.Random):
@@ -185,8 +177,6 @@ class LogProgress(L.Callback):
         self._last_step = -1
 
     def _print(self, text: str) -> None:
-        import sys
-
         print(text, file=self.stream or sys.stderr, flush=True)
 
     @staticmethod
@@ -203,15 +193,11 @@ class LogProgress(L.Callback):
 
     @rank_zero_only
     def on_train_start(self, trainer, pl_module) -> None:
-        import time
-
         self._start = (time.monotonic(), trainer.global_step)
         self._print(f"training from {self._of(trainer)}")
 
     @rank_zero_only
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        import time
-
         step = trainer.global_step
         if step == self._last_step or step % self.every_n_steps or self._start is None:
             return
@@ -248,31 +234,18 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     :class:`zoo.checkpoints.CheckpointError` naming it. Remote paths (``s3://``, …) keep Lightning's writer."""
 
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
-        import os
-
-        import torch
-
         if storage_options is not None:
             raise TypeError("AtomicCheckpointIO takes no storage_options")
         if "://" in str(path):
             return super().save_checkpoint(checkpoint, path)
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a process killed while saving
-            stale.unlink(missing_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            with open(tmp, "wb") as f:
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as f:  # straight to the file: no second copy of the checkpoint in memory
                 torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+
+        write_atomically(Path(path), write)
 
     def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict:
-        from .checkpoints import torch_load
-
         if "://" in str(path):
             return super().load_checkpoint(path, map_location=map_location, weights_only=True)
         return torch_load(path, map_location=map_location or "cpu")

@@ -16,6 +16,7 @@ import os
 import pickle
 import re
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +36,25 @@ def _size(path: Path) -> str:
     return f"{path.stat().st_size:,} bytes"
 
 
-def _damage(path: Path, error: Exception) -> str:
-    """What is wrong with a file torch.load failed on, in words."""
-    with open(path, "rb") as f:
-        head = f.read(4)
+def write_atomically(target: Path, write: Callable[[Path], None]) -> None:
+    """``write(tmp)`` to a hidden file beside ``target``, flushed to disk, then renamed over ``target``: a kill during
+    the write leaves the previous ``target`` intact and nothing outside its folder (the temporary file a killed
+    write left there is removed by the next one). Checkpoints and ``save_pretrained``'s files are written this way."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(f".{target.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _damage(path: Path, head: bytes, error: Exception) -> str:
+    """What is wrong with a file torch.load failed on (``head``: its first 4 bytes), in words."""
     if head == ZIP_MAGIC and not zipfile.is_zipfile(path):
         return (f"truncated: the zip archive ends without its central directory after {_size(path)} "
                 "(was the save interrupted?)")
@@ -85,9 +101,9 @@ def torch_load(path: str | os.PathLike, *, mmap: bool = False, map_location: Any
             raise CheckpointError(f"{path}: not a torch checkpoint (it starts with {head!r})") from None
         if "Weights only load failed" in str(e) and "Unsupported" in str(e):
             raise CheckpointError(f"{path}: {_refusal(e)}") from None
-        raise CheckpointError(f"{path}: {_damage(path, e)}") from None
+        raise CheckpointError(f"{path}: {_damage(path, head, e)}") from None
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, AttributeError) as e:
-        raise CheckpointError(f"{path}: {_damage(path, e)}") from None
+        raise CheckpointError(f"{path}: {_damage(path, head, e)}") from None
 
 
 def safetensors_load(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -108,13 +124,18 @@ def safetensors_load(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: cannot read it ({e.strerror or e})") from None
 
 
+def lightning_checkpoint(path: str | os.PathLike, *, mmap: bool = False) -> dict:
+    """A Lightning checkpoint's dict (it must hold a ``state_dict``), read with :func:`torch_load`."""
+    ckpt = torch_load(path, mmap=mmap)
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise CheckpointError(f"{path}: not a Lightning checkpoint (no state_dict)")
+    return ckpt
+
+
 def checkpoint_step(path: str | os.PathLike) -> int:
     """The ``global_step`` of a ``zoo.fit`` checkpoint, read memory-mapped; raises :class:`CheckpointError` for a
     damaged file (the check :func:`resume_checkpoint` makes before resuming)."""
-    ckpt = torch_load(path, mmap=True)
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-        raise CheckpointError(f"{path}: not a Lightning checkpoint (no state_dict)")
-    return int(ckpt.get("global_step", 0))
+    return int(lightning_checkpoint(path, mmap=True).get("global_step", 0))
 
 
 def intact_checkpoints(directory: Path, exclude: Path | None = None) -> list[tuple[int, Path]]:

@@ -18,7 +18,6 @@ Model-side randomness (dropout, masks drawn in ``training_step``) is restored by
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -145,8 +144,6 @@ class ResumableLoader(DataLoader):
         if isinstance(self.dataset, SampleStream):
             self.dataset.start_batch = batch
             return
-        per_epoch = math.ceil(self.sampler.num_samples / self.batch_size) if not self.drop_last else \
-            self.sampler.num_samples // self.batch_size
-        if batch >= per_epoch:  # saved at the end of an epoch: the next one starts from its first batch
+        if batch >= len(self):  # saved at the end of an epoch: the next one starts from its first batch
             epoch, batch = epoch + 1, 0
         self.sampler.resume(epoch, batch * self.batch_size)

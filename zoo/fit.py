@@ -140,7 +140,7 @@ def configure_trainer(trainer, progress: str) -> None:
     """What every zoo run gets beyond the YAML: atomic, weights-only checkpoint IO; the random generators in every
     checkpoint; and a progress display that works on a terminal and in a log file."""
     from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-    from lightning.pytorch.callbacks import ProgressBar
+    from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
 
     from .callbacks import AtomicCheckpointIO, LogProgress, RNGState, StepProgressBar
 
@@ -153,7 +153,7 @@ def configure_trainer(trainer, progress: str) -> None:
     for bar in bars:
         trainer.callbacks.remove(bar)
     if progress == "bar" and bars:  # bars is empty when the YAML says enable_progress_bar: false
-        keep = bars[0] if type(bars[0]).__name__ not in ("RichProgressBar",) else StepProgressBar()
+        keep = StepProgressBar() if type(bars[0]) is RichProgressBar else bars[0]  # a YAML's own bar stays
         trainer.callbacks.append(keep)
     elif progress == "lines":
         trainer.callbacks.append(LogProgress(every_n_steps=max(1, 5 * trainer.log_every_n_steps)))

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .checkpoints import CheckpointError, safetensors_load, torch_load
+from .checkpoints import CheckpointError, lightning_checkpoint, safetensors_load, torch_load, write_atomically
 from .registry import ARCHITECTURES, HF_FAMILIES
 
 log = logging.getLogger(__name__)
@@ -172,9 +172,7 @@ def load_state_dict_strict(model: nn.Module, state: dict[str, torch.Tensor], sou
 def load_zoo_checkpoint(path: Path, **overrides) -> nn.Module:
     """A Lightning checkpoint written by ``zoo.fit``: hyper_parameters.zoo_model names the architecture/config."""
     _ensure_registered()
-    ckpt = torch_load(path)
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-        raise CheckpointError(f"{path}: not a Lightning checkpoint (no state_dict)")
+    ckpt = lightning_checkpoint(path)
     meta = (ckpt.get("hyper_parameters") or {}).get("zoo_model")
     if not meta:
         raise CheckpointError(f"{path} has no hyper_parameters.zoo_model entry: it was not written by zoo.fit")
@@ -265,17 +263,6 @@ def _parse_size(size: int | str) -> int:
 SHARD_NAME = re.compile(r"model-\d{5}-of-\d{5}\.safetensors")
 
 
-def _write_atomically(target: Path, write) -> None:
-    """``write(tmp)`` to a hidden file beside ``target``, then rename it over ``target``: an interrupted save never
-    leaves a half-written file under the real name."""
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def save_hf_directory(model: nn.Module, path, max_shard_size: int | str = "2GB") -> None:
     """Write config.json and safetensors (sharded with an index above ``max_shard_size``) in Hugging Face layout.
 
@@ -307,15 +294,15 @@ def save_hf_directory(model: nn.Module, path, max_shard_size: int | str = "2GB")
     names = (["model.safetensors"] if len(shards) == 1 else
              [f"model-{i:05d}-of-{len(shards):05d}.safetensors" for i in range(1, len(shards) + 1)])
     for name, shard in zip(names, shards):
-        _write_atomically(directory / name, lambda tmp, shard=shard: save_file(shard, tmp, metadata={"format": "pt"}))
-    _write_atomically(directory / "config.json", lambda tmp: tmp.write_text(config))
+        write_atomically(directory / name, lambda tmp, shard=shard: save_file(shard, tmp, metadata={"format": "pt"}))
+    write_atomically(directory / "config.json", lambda tmp: tmp.write_text(config))
     if len(shards) == 1:
         index_path.unlink(missing_ok=True)
     else:
         total = sum(v.numel() * v.element_size() for v in state.values())
         index = {"metadata": {"total_size": total},
                  "weight_map": {k: name for name, shard in zip(names, shards) for k in shard}}
-        _write_atomically(index_path, lambda tmp: tmp.write_text(json.dumps(index, indent=2) + "\n"))
+        write_atomically(index_path, lambda tmp: tmp.write_text(json.dumps(index, indent=2) + "\n"))
         # the single-file weights of an earlier save: loaders (transformers too) would prefer it to the new index
         (directory / "model.safetensors").unlink(missing_ok=True)
     for stale in sorted(previous_shards - set(names)):

@@ -86,20 +86,23 @@ def _trainer(max_steps: int, val_every: int | None, **extra) -> dict:
     return t
 
 
+def _lm_module(class_path: str, vocab_size: int, max_position_embeddings: int) -> dict:
+    """A one-layer, 32-wide causal LM (text or DNA) under a zoo LightningModule."""
+    return {"class_path": class_path, "init_args": {
+        "model": {"vocab_size": vocab_size, "d_model": 32, "n_layer": 1, "n_head": 2, "d_ff": 64,
+                  "max_position_embeddings": max_position_embeddings}, "warmup_steps": 2}}
+
+
 def text_stream():
     return {"trainer": _trainer(12, 4),
-            "model": {"class_path": "zoo.modalities.text.LMModule", "init_args": {
-                "model": {"vocab_size": 260, "d_model": 32, "n_layer": 1, "n_head": 2, "d_ff": 64,
-                          "max_position_embeddings": 160}, "warmup_steps": 2}},
+            "model": _lm_module("zoo.modalities.text.LMModule", 260, 160),
             "data": {"class_path": "zoo.modalities.text.PasskeyDataModule", "init_args": {
                 "seq_len": 128, "min_seq_len": 110, "batch_size": 4, "val_per_depth": 1}}}
 
 
 def dna_stream():
     return {"trainer": _trainer(12, 4),
-            "model": {"class_path": "zoo.modalities.genomic.GenomicLMModule", "init_args": {
-                "model": {"vocab_size": 16, "d_model": 32, "n_layer": 1, "n_head": 2, "d_ff": 64,
-                          "max_position_embeddings": 128}, "warmup_steps": 2}},
+            "model": _lm_module("zoo.modalities.genomic.GenomicLMModule", 16, 128),
             "data": {"class_path": "zoo.modalities.genomic.DnaPasskeyDataModule", "init_args": {
                 "seq_len": 96, "min_seq_len": 64, "batch_size": 4, "val_per_depth": 1}}}
 
@@ -121,9 +124,7 @@ def video_stream():
 def fasta_windows_in_order():
     # 24 windows per epoch in batches of 4: 6 batches an epoch, validation (and a checkpoint) every 3
     return {"trainer": _trainer(16, None, val_check_interval=3, check_val_every_n_epoch=1),
-            "model": {"class_path": "zoo.modalities.genomic.GenomicLMModule", "init_args": {
-                "model": {"vocab_size": 16, "d_model": 32, "n_layer": 1, "n_head": 2, "d_ff": 64,
-                          "max_position_embeddings": 64}, "warmup_steps": 2}},
+            "model": _lm_module("zoo.modalities.genomic.GenomicLMModule", 16, 64),
             "data": {"class_path": "zoo.modalities.genomic.FastaDataModule", "init_args": {
                 "path": str(FASTA), "window": 64, "batch_size": 4, "samples_per_epoch": 24}}}
 
