@@ -7,6 +7,7 @@ from .attention import (
     attention_chunked,
     attention_ref,
     attention_sdpa,
+    attention_varlen,
     make_mask,
     merge_attention_partials,
     segment_ids_from_cu_seqlens,
@@ -17,7 +18,7 @@ from .hsa import chunk_weights, hsa, hsa_ref, select_chunks
 from .selective_scan import selective_scan, selective_scan_chunked, selective_scan_ref
 
 __all__ = [
-    "BACKENDS", "AttentionMask", "attention", "attention_chunked", "attention_ref", "attention_sdpa", "causal_conv1d",
-    "causal_conv1d_ref", "chunk_weights", "fftconv", "fftconv_ref", "hsa", "hsa_ref", "make_mask", "merge_attention_partials",
+    "BACKENDS", "AttentionMask", "attention", "attention_chunked", "attention_ref", "attention_sdpa", "attention_varlen",
+    "causal_conv1d",    "causal_conv1d_ref", "chunk_weights", "fftconv", "fftconv_ref", "hsa", "hsa_ref", "make_mask", "merge_attention_partials",
     "segment_ids_from_cu_seqlens", "select_chunks", "selective_scan", "selective_scan_chunked", "selective_scan_ref",
 ]

@@ -37,6 +37,7 @@ class Attention(nn.Module):
         k_bias: bool | None = None,
         causal: bool = True,
         window: int | None = None,
+        window_size: tuple[int, int] | None = None,
         sink: bool = False,
         backend: str = "auto",
     ):
@@ -46,6 +47,9 @@ class Attention(nn.Module):
             raise ValueError(f"attention backend must be one of {BACKENDS}, got {backend!r}")
         self.n_head, self.n_kv_head, self.head_dim = n_head, n_kv_head, head_dim
         self.causal, self.window, self.backend = causal, window, backend
+        # flash-attn's (left, right), -1 = unbounded, so its configs carry over; `window` is the same as a width
+        self.window_size = None if window_size is None else tuple(window_size)
+        make_mask(causal=causal, window=window, window_size=self.window_size)  # refuse a bad pair now, not at step 1
         self.q_proj = nn.Linear(d_model, n_head * head_dim, bias=qkv_bias)
         # Whisper-style encoders bias q and v but not k (a key bias shifts every score of a query equally)
         self.k_proj = nn.Linear(d_model, n_kv_head * head_dim, bias=qkv_bias if k_bias is None else k_bias)
@@ -79,7 +83,8 @@ class Attention(nn.Module):
         q, k, v = self.project(x, ctx, state)
         sp = ctx.extra.get("sequence_parallel")
         if sp is not None:  # the sequence is split over ranks: ring / Ulysses attention over the whole of it
-            if state is not None or self.window is not None or self.sink_logits is not None:
+            if state is not None or self.window is not None or self.window_size is not None \
+                    or self.sink_logits is not None:
                 raise ValueError("sequence-parallel attention takes no KV cache, window or sink")
             return self.merge_heads(sp.attention(q, k, v, ctx.segment_ids, self.causal))
         mask = make_mask(
@@ -87,6 +92,7 @@ class Attention(nn.Module):
             segment_ids=ctx.segment_ids,
             kv_segment_ids=ctx.kv_segment_ids,
             window=self.window,
+            window_size=self.window_size,
             mask_mod=ctx.extra.get("mask_mod"),
             n_q=n,
             n_k=k.shape[2],
