@@ -105,7 +105,8 @@ def rope_inv_freq(
 
 
 class RotaryEmbedding(nn.Module):
-    """Positions → (cos, sin), each ``(B, N, head_dim)`` in fp32.
+    """Positions → (cos, sin), each ``(B, N, head_dim)`` in fp32, whatever the model's dtype: the frequencies stay fp32
+    through ``model.to(dtype)``, angles are computed with autocast off, and half-precision position ids are refused.
 
     ``position_ids``: ``(B, N)`` or ``(N,)`` float/int positions, or ``(B, N, head_dim // 2)`` per frequency pair.
     ``cos_scale``: optional ``(B, N)`` multiplier of cos and sin (e.g. Partial YaRN's 1/√T on an audio span).
@@ -120,8 +121,24 @@ class RotaryEmbedding(nn.Module):
         inv_freq, self.attention_factor = rope_inv_freq(head_dim, self.theta, self.scaling)
         self.register_buffer("inv_freq", inv_freq, persistent=False)
 
+    def _apply(self, fn, recurse=True):
+        # model.to(bf16) / .half() / Lightning's bf16-true would round the frequencies (angle error ~2 rad at position
+        # 1e5; "When Precision Meets Position", 2024): follow device moves, keep fp32
+        inv_freq = self.inv_freq
+        super()._apply(fn, recurse)
+        self._buffers["inv_freq"] = inv_freq.to(self.inv_freq.device, torch.float32)
+        return self
+
     def forward(self, position_ids: Tensor, cos_scale: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        pos = position_ids.float()
+        if position_ids.dtype in (torch.bfloat16, torch.float16):
+            raise ValueError(
+                f"position_ids are {position_ids.dtype}, which cannot hold positions exactly (bf16 steps by 512 at "
+                "100,000); pass integer or float32 position ids"
+            )
+        with torch.autocast(position_ids.device.type, enabled=False):  # angles in fp32 under bf16-mixed too
+            return self._cos_sin(position_ids.float(), cos_scale)
+
+    def _cos_sin(self, pos: Tensor, cos_scale: Tensor | None) -> tuple[Tensor, Tensor]:
         if pos.dim() == 1:
             pos = pos[None]
         inv_freq, attention_factor = self.inv_freq, self.attention_factor
@@ -141,7 +158,7 @@ class RotaryEmbedding(nn.Module):
         emb = torch.cat((freqs, freqs), dim=-1)
         cos, sin = emb.cos() * attention_factor, emb.sin() * attention_factor
         if cos_scale is not None:
-            cos, sin = cos * cos_scale[..., None], sin * cos_scale[..., None]
+            cos, sin = cos * cos_scale.float()[..., None], sin * cos_scale.float()[..., None]
         return cos, sin
 
 

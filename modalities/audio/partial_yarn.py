@@ -101,7 +101,7 @@ def partial_yarn_inputs(is_audio: Tensor, n_freq: int, config: PartialYarnConfig
         original = torch.arange(mask.shape[0], dtype=torch.float32)
         remapped = remapped_positions(mask, targets)
         rows_pos.append(band_position_ids(original, remapped, start_dim, n_freq))
-        scale = torch.ones(mask.shape[0])
+        scale = torch.ones(mask.shape[0], dtype=torch.float32)  # not the default dtype (bf16 under bf16-true)
         for (s, e), t in zip(spans, targets):
             if t is not None and t != e - s:
                 scale[s:e] = 1.0 / math.sqrt(config.temperature)

@@ -123,3 +123,54 @@ def test_bad_scaling_config_names_the_field():
         RopeScaling.from_dict({"type": "yarn", "factor": 2})
     with pytest.raises(ValueError, match=r"unknown keys \['fator'\]"):
         RopeScaling.from_dict({"type": "linear", "fator": 2})
+
+
+# ---- positions under bf16 ("When Precision Meets Position: BFloat16 Breaks Down RoPE in Long-Context Training") ----
+
+FAR = torch.tensor([[0.0, 1.0, 4097.0, 65_537.0, 100_000.0, 100_001.0]])
+
+
+def test_bf16_positions_would_drift_and_the_zoos_do_not():
+    rope = RotaryEmbedding(HEAD_DIM, 500000.0)
+    want_cos, want_sin = rope(FAR)
+    # what a bf16 computation gives: bf16 steps by 512 at 100,000 and rounds every frequency to 8 bits
+    drift = (FAR.bfloat16()[..., None] * rope.inv_freq.bfloat16()).float().cos()
+    assert (drift - want_cos[..., : HEAD_DIM // 2]).abs().max() > 0.5
+    # the zoo's under each way a model is put in bf16: cast (bf16-true), autocast (bf16-mixed), bf16 default dtype
+    cast = RotaryEmbedding(HEAD_DIM, 500000.0).to(torch.bfloat16)
+    assert cast.inv_freq.dtype == torch.float32
+    for run in (lambda: cast(FAR), lambda: _autocast(rope, FAR), lambda: _default_bf16(cast, FAR)):
+        cos, sin = run()
+        assert cos.dtype == sin.dtype == torch.float32
+        assert torch.equal(cos, want_cos) and torch.equal(sin, want_sin)
+
+
+def _autocast(rope, pos):
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        return rope(pos)
+
+
+def _default_bf16(rope, pos):
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16)  # what Lightning's bf16-true does around forward
+    try:
+        return rope(pos)
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def test_rotary_frequencies_follow_devices_but_stay_fp32_in_a_bf16_model():
+    from zoo.lm import CausalLM, LMConfig
+
+    lm = CausalLM(LMConfig(vocab_size=50, d_model=32, n_layer=1, n_head=2)).to(torch.bfloat16)
+    assert lm.embed.weight.dtype == torch.bfloat16 and lm.rotary.inv_freq.dtype == torch.float32
+    lm.half()
+    assert lm.rotary.inv_freq.dtype == torch.float32
+    fresh = RotaryEmbedding(lm.config.head_dim, lm.config.rope_theta)
+    assert torch.equal(lm.rotary.inv_freq, fresh.inv_freq)
+
+
+def test_half_precision_position_ids_are_refused():
+    rope = RotaryEmbedding(HEAD_DIM)
+    with pytest.raises(ValueError, match="position_ids are torch.bfloat16, which cannot hold positions exactly"):
+        rope(FAR.bfloat16())
