@@ -141,12 +141,18 @@ class CausalLM(nn.Module):
         cache: KVCache | None = None,
         rope_cos_scale: Tensor | None = None,
         sequence_parallel=None,
+        attention_mask: Tensor | None = None,
     ) -> LMOutput:
         """input_ids ``(B, N)`` (or inputs_embeds ``(B, N, d_model)``) → logits ``(B, N, vocab)``.
 
         segment_ids ``(B, N)``: packed documents that must not see each other; positions restart in each document
         unless position_ids are given. position_ids may be float and ``(B, N)`` or ``(B, N, head_dim/2)``.
         labels ``(B, N)``: next-token loss (shifted here; -100 is ignored).
+        attention_mask ``(B, N)`` (``(B, cache.seen + N)`` with a filled cache) of 1 (real) / 0 (padding), as in
+        transformers: padded keys are hidden, and positions count real tokens only (cumsum − 1, as transformers'
+        generate), so left- and right-padded rows give each real token the logits it has alone. A stack with a
+        recurrence or long convolution (Mamba, Hyena) cannot hide a padded prefix: there only right padding is
+        accepted (causal, so padding after the real tokens cannot reach them).
         sequence_parallel: a :class:`zoo.sequence_parallel.SequenceParallel` when the inputs are this rank's shard
         (then give global position_ids, and compute the loss with ``sp_loss`` on pre-shifted labels).
         """
@@ -155,6 +161,11 @@ class CausalLM(nn.Module):
         x = self.embed(input_ids) if inputs_embeds is None else inputs_embeds
         b, n, _ = x.shape
         start = cache.seen if cache is not None else 0
+        if attention_mask is not None:
+            packed = segment_ids is not None  # then positions restart per document, padding being one more
+            segment_ids, mask_positions = self._padding_inputs(attention_mask, segment_ids, b, n, start)
+            if position_ids is None and not packed:
+                position_ids = mask_positions
         if position_ids is None:
             if segment_ids is not None and cache is None:
                 position_ids = positions_from_segments(segment_ids)
@@ -190,44 +201,114 @@ class CausalLM(nn.Module):
             loss = total / (target != -100).sum().clamp(min=1)
         return LMOutput(logits=logits, loss=loss, cache=cache)
 
+    def _padding_inputs(self, attention_mask: Tensor, segment_ids: Tensor | None, b: int, n: int, start: int):
+        """attention_mask → (segment ids for the new tokens or None, position ids (B, N)). Padding gets segment id
+        -1, which no real token has, so padded keys drop out of every real query's mask (the kernel ANDs segments
+        with causality) and each padded query still sees itself (no empty softmax row)."""
+        if attention_mask.dim() != 2 or attention_mask.shape[0] != b or attention_mask.shape[1] not in (n, start + n):
+            want = f"({b}, {n})" + (f" or ({b}, {start + n})" if start else "")
+            raise ValueError(f"attention_mask must be {want} (batch, tokens{' incl. cached' if start else ''}), "
+                             f"got {tuple(attention_mask.shape)}")
+        if start and attention_mask.shape[1] == n:
+            raise ValueError(f"attention_mask with a filled cache must cover the cached tokens too: ({b}, {start + n}) "
+                             f"as transformers passes it, got {tuple(attention_mask.shape)}")
+        mask = attention_mask.bool()
+        positions = (mask.long().cumsum(-1) - 1).clamp(min=0)[:, -n:]
+        new = mask[:, -n:]
+        if bool(mask.all()):
+            return segment_ids, positions
+        layout = {type(block.mixer).__name__ for block in self.blocks}
+        right_padded = bool((mask[:, 1:] <= mask[:, :-1]).all())  # never a real token after a padded one
+        if layout - {"Attention"} and not right_padded:
+            raise ValueError(f"attention_mask has padding before real tokens, but this stack has "
+                             f"{sorted(layout - {'Attention'})} layers, whose state cannot skip padded tokens; "
+                             "run the rows one at a time, or right-pad them for a forward pass")
+        if layout - {"Attention"}:
+            return segment_ids, positions  # right padding comes after every real token: causality already hides it
+        if segment_ids is not None and bool((segment_ids < 0).any()):
+            raise ValueError("segment_ids must be ≥ 0 with an attention_mask (padding takes segment id -1)")
+        base = segment_ids if segment_ids is not None else torch.zeros_like(new, dtype=torch.long)
+        return base.long().masked_fill(~new, -1), positions
+
     @torch.no_grad()
     def generate(
         self,
         input_ids: Tensor,
-        max_new_tokens: int,
+        max_new_tokens: int = 20,
         *,
+        attention_mask: Tensor | None = None,
         do_sample: bool = False,
         temperature: float = 1.0,
         top_k: int | None = None,
-        eos_token_id: int | None = None,
+        top_p: float | None = None,
+        eos_token_id: int | list[int] | None = None,
+        pad_token_id: int | None = None,
         generator: torch.Generator | None = None,
+        inputs_embeds: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        step=None,
+        **lm_kwargs,
     ) -> Tensor:
-        """Greedy (or sampled) decoding with a KV cache; returns prompt + new tokens ``(B, N + new)``.
+        """Greedy (or sampled) decoding with a KV cache, with transformers' arguments; returns prompt + new tokens
+        ``(B, N + new)`` (only the new tokens when the prompt is ``inputs_embeds``).
 
-        Rows that produced eos_token_id keep emitting it (Hugging Face pads them the same way).
+        attention_mask ``(B, N)``: 1/0 as transformers. Batches of different-length prompts must be **left**-padded
+        (tokenizer ``padding_side="left"``); right padding is refused with a ValueError, since a row would continue
+        after its padding (transformers only warns and generates from the padding). Sampling applies temperature,
+        then top_k, then top_p (nucleus: the fewest most likely tokens whose probability reaches top_p), in
+        transformers' order. Once a row emits an eos_token_id, it emits pad_token_id (default: the first
+        eos_token_id, as transformers does) until every row is done or max_new_tokens are out.
+        ``inputs_embeds``/``position_ids``/``step``/``lm_kwargs`` are for multimodal wrappers: the prompt as
+        embeddings, its own positions (``step`` maps the last positions to the next token's, default + 1) and extra
+        forward arguments of the prefill (``rope_cos_scale``).
         """
+        prompt = input_ids if inputs_embeds is None else inputs_embeds
+        b, n = prompt.shape[:2]
+        device = prompt.device
+        _check_sampling(max_new_tokens, do_sample, temperature, top_k, top_p)
+        eos = [] if eos_token_id is None else [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id)
+        if pad_token_id is None and eos:
+            pad_token_id = eos[0]
+        if attention_mask is not None:
+            if attention_mask.shape != (b, n):
+                raise ValueError(f"attention_mask must be ({b}, {n}) like the prompt, "
+                                 f"got {tuple(attention_mask.shape)}")
+            if bool((attention_mask[:, -1] == 0).any()):
+                raise ValueError("attention_mask has padding at the end of a row: generate continues every row from "
+                                 "its last position, so left-pad the prompts (tokenizer padding_side='left')")
+            if bool(attention_mask.all()):
+                attention_mask = None
         cache = KVCache.empty(len(self.blocks))
-        out = self(input_ids, cache=cache)
-        tokens = input_ids
-        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-        for _ in range(max_new_tokens):
+        out = self(input_ids, inputs_embeds=inputs_embeds, position_ids=position_ids, attention_mask=attention_mask,
+                   cache=cache, **lm_kwargs)
+        if position_ids is not None:
+            pos = position_ids[:, -1:]
+        elif attention_mask is not None:
+            pos = attention_mask.long().sum(-1, keepdim=True) - 1
+        else:
+            pos = torch.full((b, 1), n - 1, device=device)
+        step = step or (lambda p: p + 1)
+        new_segments = torch.zeros(b, 1, dtype=torch.long, device=device) if attention_mask is not None else None
+        new = []
+        done = torch.zeros(b, dtype=torch.bool, device=device)
+        for i in range(max_new_tokens):
             next_logits = out.logits[:, -1].float()
             if do_sample:
-                next_logits = next_logits / temperature
-                if top_k is not None:
-                    kth = next_logits.topk(top_k, dim=-1).values[:, -1:]
-                    next_logits = next_logits.masked_fill(next_logits < kth, float("-inf"))
-                nxt = torch.multinomial(next_logits.softmax(-1), 1, generator=generator)[:, 0]
+                probs = filter_logits(next_logits / temperature, top_k, top_p).softmax(-1)
+                nxt = torch.multinomial(probs, 1, generator=generator)[:, 0]
             else:
                 nxt = next_logits.argmax(-1)
-            if eos_token_id is not None:
-                nxt = torch.where(done, torch.full_like(nxt, eos_token_id), nxt)
-                done |= nxt == eos_token_id
-            tokens = torch.cat((tokens, nxt[:, None]), dim=1)
-            if eos_token_id is not None and bool(done.all()):
+            if eos:
+                if pad_token_id is not None:
+                    nxt = torch.where(done, torch.full_like(nxt, pad_token_id), nxt)
+                done |= torch.isin(nxt, torch.tensor(eos, device=device)) & ~done
+            new.append(nxt[:, None])
+            if (eos and bool(done.all())) or i == max_new_tokens - 1:
                 break
-            out = self(nxt[:, None], cache=cache)
-        return tokens
+            pos = step(pos)
+            out = self(nxt[:, None], position_ids=pos, segment_ids=new_segments, cache=cache)
+        new_tokens = torch.cat(new, 1) if new else prompt.new_zeros((b, 0), dtype=torch.long)
+        return new_tokens if input_ids is None else torch.cat((input_ids, new_tokens), 1)
 
     # ---- config round trip for zoo checkpoints ------------------------------------------------------------------
 
@@ -290,6 +371,33 @@ def greedy_tokens(lm: CausalLM, out: LMOutput, cache: KVCache, last_position: Te
         yield token
         pos = step(pos)
         out = lm(nxt[:, None], position_ids=pos, cache=cache)
+
+
+def _check_sampling(max_new_tokens, do_sample, temperature, top_k, top_p) -> None:
+    if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be an int ≥ 0, got {max_new_tokens!r}")
+    if do_sample and not temperature > 0:
+        raise ValueError(f"temperature must be > 0 when sampling, got {temperature!r} (use do_sample=False for greedy)")
+    if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
+        raise ValueError(f"top_k must be an int ≥ 1 or None, got {top_k!r}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ValueError(f"top_p must lie in (0, 1] or be None, got {top_p!r}")
+
+
+def filter_logits(logits: Tensor, top_k: int | None = None, top_p: float | None = None) -> Tensor:
+    """Logits (B, V) with the tokens outside top_k, then outside the top_p nucleus, set to -inf. The nucleus is the
+    fewest most likely tokens whose probabilities sum to ≥ top_p; the most likely token always stays."""
+    if top_k is not None and top_k < logits.shape[-1]:
+        kth = logits.topk(top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        probs = sorted_logits.softmax(-1)
+        before = probs.cumsum(-1) - probs  # the mass of the more likely tokens: a token is needed while it is < top_p
+        drop_sorted = before >= top_p
+        drop_sorted[:, 0] = False
+        logits = logits.masked_fill(drop_sorted.scatter(-1, order, drop_sorted), float("-inf"))
+    return logits
 
 
 def labels_exact_match(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -169,3 +169,154 @@ def test_sink_lm_cache_matches_full_forward_and_has_no_hf_layout(tmp_path):
     torch.testing.assert_close(torch.cat(steps, 1), full, atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="attention sinks / extra mixer_kwargs have no Qwen2/Llama"):
         model.save_pretrained(tmp_path)
+
+
+# ---- transformers' calling conventions: attention_mask, padding, eos/pad, sampling ------------------------------
+
+
+def _left_pad(prompts, pad=0):
+    n = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), n), pad, dtype=torch.long)
+    mask = torch.zeros(len(prompts), n, dtype=torch.long)
+    for i, p in enumerate(prompts):
+        ids[i, n - len(p):], mask[i, n - len(p):] = p, 1
+    return ids, mask
+
+
+@pytest.fixture(params=["qwen2", "llama"])
+def hf_pair(request, tmp_path):
+    torch.manual_seed(0)
+    hf = _tiny_hf(request.param)
+    hf.save_pretrained(tmp_path)
+    return hf, zoo.load_pretrained(tmp_path)
+
+
+def test_against_hf_left_padded_batch_generate(hf_pair):
+    hf, model = hf_pair
+    prompts = [torch.randint(1, VOCAB, (n,)) for n in (9, 4, 13)]
+    ids, mask = _left_pad(prompts)
+    want = hf.generate(ids, attention_mask=mask, max_new_tokens=16, do_sample=False, pad_token_id=0)
+    got = model.generate(ids, attention_mask=mask, max_new_tokens=16)
+    assert torch.equal(got, want)
+    # and each row is what it generates alone, without padding
+    for i, p in enumerate(prompts):
+        alone = model.generate(p[None], max_new_tokens=16)
+        assert torch.equal(got[i, ids.shape[1]:], alone[0, len(p):])
+
+
+def test_against_hf_padded_forward_logits_on_real_tokens(hf_pair):
+    hf, model = hf_pair
+    prompts = [torch.randint(1, VOCAB, (n,)) for n in (20, 7)]
+    left, left_mask = _left_pad(prompts)
+    right = torch.zeros_like(left)
+    right_mask = torch.zeros_like(left_mask)
+    for i, p in enumerate(prompts):
+        right[i, :len(p)], right_mask[i, :len(p)] = p, 1
+    with torch.no_grad():
+        got_left = model(left, attention_mask=left_mask).logits
+        got_right = model(right, attention_mask=right_mask).logits
+        pos = (left_mask.cumsum(-1) - 1).clamp(min=0)  # transformers' generate positions; its forward needs them given
+        want_left = hf(left, attention_mask=left_mask, position_ids=pos).logits
+        want_right = hf(right, attention_mask=right_mask).logits
+    for i, p in enumerate(prompts):
+        n = left.shape[1]
+        torch.testing.assert_close(got_left[i, n - len(p):], want_left[i, n - len(p):], atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(got_right[i, :len(p)], want_right[i, :len(p)], atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(got_left[i, n - len(p):], got_right[i, :len(p)], atol=1e-5, rtol=1e-5)
+
+
+def test_against_hf_finished_rows_emit_pad_token(hf_pair):
+    hf, model = hf_pair
+    ids, mask = _left_pad([torch.randint(1, VOCAB, (n,)) for n in (6, 10)])
+    free = model.generate(ids, attention_mask=mask, max_new_tokens=12)
+    eos = int(free[0, ids.shape[1] + 2])  # row 0 emits it at step 3, so it finishes early
+    for pad in (7, None):  # None: transformers pads with the eos id
+        want = hf.generate(ids, attention_mask=mask, max_new_tokens=12, do_sample=False, eos_token_id=eos,
+                           pad_token_id=pad if pad is not None else eos)
+        got = model.generate(ids, attention_mask=mask, max_new_tokens=12, eos_token_id=eos, pad_token_id=pad)
+        assert torch.equal(got, want)
+        assert int(got[0, ids.shape[1] + 3]) == (pad if pad is not None else eos)
+
+
+def test_right_padded_generate_is_refused(hf_pair):
+    _, model = hf_pair
+    ids = torch.randint(1, VOCAB, (2, 6))
+    mask = torch.tensor([[1] * 6, [1] * 4 + [0] * 2])
+    with pytest.raises(ValueError, match=r"attention_mask has padding at the end of a row: .* left-pad the prompts"):
+        model.generate(ids, attention_mask=mask, max_new_tokens=3)
+    with pytest.raises(ValueError, match=r"attention_mask must be \(2, 6\) like the prompt, got \(2, 5\)"):
+        model.generate(ids, attention_mask=mask[:, :5], max_new_tokens=3)
+
+
+def test_bad_sampling_arguments_are_named():
+    model = zoo.create_model("lm-tiny", vocab_size=VOCAB, n_layer=1).eval()
+    ids = torch.randint(0, VOCAB, (1, 4))
+    for kwargs, msg in ((dict(top_p=0.0), r"top_p must lie in \(0, 1\] or be None, got 0.0"),
+                        (dict(top_k=0), r"top_k must be an int ≥ 1 or None, got 0"),
+                        (dict(temperature=0.0), r"temperature must be > 0 when sampling, got 0.0"),
+                        (dict(max_new_tokens=-1), r"max_new_tokens must be an int ≥ 0, got -1")):
+        with pytest.raises(ValueError, match=msg):
+            model.generate(ids, **{"max_new_tokens": 2, "do_sample": True, **kwargs})
+
+
+def test_top_p_filter_matches_its_definition():
+    from zoo.lm import filter_logits
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(6, 50, generator=g) * 3
+    for top_p in (0.05, 0.5, 0.9, 0.999):
+        kept = filter_logits(logits, top_p=top_p).isfinite()
+        for row, keep in zip(logits.softmax(-1), kept):
+            # the definition: walk the tokens from the most likely, stop once the kept mass reaches top_p
+            want, mass = torch.zeros_like(keep), 0.0
+            for j in row.argsort(descending=True).tolist():
+                want[j] = True
+                mass += float(row[j])
+                if mass >= top_p:
+                    break
+            assert torch.equal(keep, want)
+    both = filter_logits(logits, top_k=3, top_p=0.999).isfinite()
+    assert both.sum(-1).tolist() == [3] * 6
+
+
+def test_top_p_sampling_draws_only_from_the_nucleus(hf_pair):
+    _, model = hf_pair
+    ids = torch.randint(1, VOCAB, (4, 5))
+    g = torch.Generator().manual_seed(1)
+    out = model.generate(ids, max_new_tokens=1, do_sample=True, top_p=0.3, temperature=0.7, generator=g)
+    again = model.generate(ids, max_new_tokens=1, do_sample=True, top_p=0.3, temperature=0.7,
+                           generator=torch.Generator().manual_seed(1))
+    assert torch.equal(out, again)  # seeded: reproducible
+    from zoo.lm import filter_logits
+
+    with torch.no_grad():
+        nucleus = filter_logits(model(ids).logits[:, -1] / 0.7, top_p=0.3).isfinite()
+    assert bool(nucleus.gather(1, out[:, -1:]).all())
+
+
+def test_mamba_lm_refuses_left_padding():
+    model = CausalLM(LMConfig(vocab_size=VOCAB, d_model=32, n_layer=1, layout="mamba", mlp="none")).eval()
+    ids, mask = _left_pad([torch.randint(1, VOCAB, (n,)) for n in (5, 3)])
+    with pytest.raises(ValueError, match=r"attention_mask has padding before real tokens, but this stack has "
+                                         r"\['Mamba'\] layers"):
+        model(ids, attention_mask=mask)
+    with pytest.raises(ValueError, match=r"this stack has \['Mamba'\] layers"):
+        model.generate(ids, attention_mask=mask, max_new_tokens=2)
+    # right padding cannot reach the real tokens of a causal recurrence: accepted, and exact on them
+    right = torch.tensor([[1, 2, 3, 0, 0]])
+    with torch.no_grad():
+        torch.testing.assert_close(model(right, attention_mask=(right > 0).long()).logits[:, :3],
+                                   model(right[:, :3]).logits, atol=1e-5, rtol=1e-5)
+
+
+def test_packed_documents_with_padding_match_the_unpadded_packed_row():
+    model = zoo.create_model("lm-tiny", vocab_size=VOCAB, n_layer=2).eval()
+    ids = torch.randint(1, VOCAB, (1, 20))
+    seg = torch.tensor([[0] * 8 + [1] * 12])
+    padded = torch.cat((torch.zeros(1, 5, dtype=torch.long), ids), 1)
+    mask = torch.tensor([[0] * 5 + [1] * 20])
+    with torch.no_grad():
+        want = model(ids, segment_ids=seg).logits
+        got = model(padded, segment_ids=torch.cat((torch.zeros(1, 5, dtype=torch.long), seg), 1),
+                    attention_mask=mask).logits
+    torch.testing.assert_close(got[:, 5:], want, atol=1e-5, rtol=1e-5)
