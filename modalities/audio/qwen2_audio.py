@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from zoo.block import Block, SeqContext
-from zoo.lm import CausalLM, LMConfig, LMOutput, hf_to_zoo_key, lm_config_from_hf
+from zoo.lm import CausalLM, LMConfig, LMOutput, hf_config_from_lm, hf_to_zoo_key, lm_config_from_hf, zoo_to_hf_key
 from zoo.registry import ARCHITECTURES, HF_FAMILIES
 
 from .partial_yarn import PartialYarnConfig, partial_yarn_inputs
@@ -201,6 +201,28 @@ class Qwen2Audio(nn.Module):
                                    virtual_lengths)
         return self.lm(labels=labels, **kwargs)
 
+    @torch.no_grad()
+    def generate(self, input_ids: Tensor, input_features: Tensor | None = None, attention_mask: Tensor | None = None,
+                 feature_attention_mask: Tensor | None = None, max_new_tokens: int = 20, *,
+                 partial_yarn: bool | None = None, **generate_kwargs) -> Tensor:
+        """Decoding with transformers' ``Qwen2AudioForConditionalGeneration.generate`` inputs: prompt + new tokens
+        ``(B, L + new)``. Batches are left-padded (right padding is refused, see :meth:`CausalLM.generate`, which
+        also lists ``generate_kwargs``: eos_token_id, pad_token_id, do_sample, temperature, top_k, top_p,
+        generator). A padded row gets the positions it has alone (what transformers' generate derives from the
+        attention mask), Partial YaRN tracks included."""
+        if attention_mask is not None and attention_mask.shape != input_ids.shape:
+            raise ValueError(f"attention_mask must be {tuple(input_ids.shape)} like input_ids, "
+                             f"got {tuple(attention_mask.shape)}")
+        kwargs = self.build_inputs(input_ids, input_features, feature_attention_mask, None, partial_yarn)
+        positions = kwargs.pop("position_ids")
+        if attention_mask is not None:
+            # leading padding only shifts a row: every track starts where the unpadded row starts
+            n_pad = (attention_mask == 0).sum(-1).to(positions.dtype)
+            positions = (positions - n_pad.view(-1, *[1] * (positions.dim() - 1))).clamp(min=0)
+        new = self.lm.generate(None, max_new_tokens, attention_mask=attention_mask, position_ids=positions,
+                               **kwargs, **generate_kwargs)
+        return torch.cat((input_ids, new), 1)
+
     # ---- checkpoints ------------------------------------------------------------------------------------------
 
     def config_dict(self) -> dict:
@@ -209,6 +231,57 @@ class Qwen2Audio(nn.Module):
     @classmethod
     def from_config_dict(cls, d: dict, **overrides) -> Qwen2Audio:
         return cls(Qwen2AudioConfig(**{**d, **overrides}))
+
+    def save_pretrained(self, path, max_shard_size: int | str = "2GB") -> None:
+        """Transformers' ``Qwen2AudioForConditionalGeneration`` layout (config.json + safetensors), which its
+        ``from_pretrained`` and ``zoo.load_pretrained`` both read; replaces only that layout's own files, as
+        :meth:`CausalLM.save_pretrained` does. Partial YaRN is kept as a ``zoo_partial_yarn`` key that
+        transformers ignores (it has no Partial YaRN)."""
+        from zoo.loading import save_hf_directory
+
+        save_hf_directory(self, path, max_shard_size)
+
+    def hf_config(self) -> dict:
+        a = self.audio_tower.config
+        if a.norm_eps != 1e-5:
+            raise ValueError(f"the audio encoder's norm_eps is {a.norm_eps}; Qwen2-Audio's layout fixes it at 1e-5")
+        text = hf_config_from_lm(self.lm.config)
+        text.pop("architectures")
+        text.pop("torch_dtype")
+        hf = {
+            "architectures": ["Qwen2AudioForConditionalGeneration"], "model_type": "qwen2_audio",
+            "audio_config": {"model_type": "qwen2_audio_encoder", "num_mel_bins": a.n_mels, "d_model": a.d_model,
+                             "encoder_layers": a.n_layer, "encoder_attention_heads": a.n_head,
+                             "encoder_ffn_dim": a.d_ff, "max_source_positions": a.max_source_positions,
+                             "activation_function": "gelu", "scale_embedding": False},
+            "text_config": text, "audio_token_index": self.config.audio_token_id, "torch_dtype": "float32",
+        }
+        if self.config.partial_yarn is not None:
+            hf["zoo_partial_yarn"] = dict(self.config.partial_yarn)
+        return hf
+
+    def hf_state_dict(self) -> dict[str, Tensor]:
+        """The transformers 5 names (``model.audio_tower.*``, ``model.multi_modal_projector.linear.*``,
+        ``model.language_model.*``, ``lm_head.*``), the inverse of :meth:`state_dict_from_hf`."""
+        layer_keys = {zoo: hf for hf, zoo in _ENCODER_LAYER_KEYS.items()}
+        out = {}
+        for k, v in self.state_dict().items():
+            if k.startswith("audio_tower.blocks."):
+                _, _, i, rest = k.split(".", 3)
+                name = next(z for z in layer_keys if rest.startswith(z + "."))
+                out[f"model.audio_tower.layers.{i}.{layer_keys[name]}{rest[len(name):]}"] = v
+            elif k.startswith("audio_tower."):
+                out["model." + k] = v
+            elif k.startswith("multi_modal_projector."):
+                out["model.multi_modal_projector.linear." + k[len("multi_modal_projector."):]] = v
+            elif k.startswith("lm."):
+                if k == "lm.lm_head.weight" and self.lm.config.tie_word_embeddings:
+                    continue
+                hf = zoo_to_hf_key(k[len("lm."):])
+                out[hf if hf.startswith("lm_head.") else "model.language_model." + hf[len("model."):]] = v
+            else:
+                raise ValueError(f"Qwen2Audio weight {k!r} has no place in the Qwen2-Audio layout")
+        return out
 
     @classmethod
     def from_hf(cls, hf_config: dict, **overrides) -> Qwen2Audio:
@@ -231,7 +304,8 @@ class Qwen2Audio(nn.Module):
         text.setdefault("num_key_value_heads", text["num_attention_heads"])
         lm = asdict(lm_config_from_hf(text))
         token = hf_config.get("audio_token_index", hf_config.get("audio_token_id", AUDIO_TOKEN_ID))
-        return cls.from_config_dict(asdict(Qwen2AudioConfig(lm=lm, audio=audio, audio_token_id=token)), **overrides)
+        cfg = Qwen2AudioConfig(lm=lm, audio=audio, audio_token_id=token, partial_yarn=hf_config.get("zoo_partial_yarn"))
+        return cls.from_config_dict(asdict(cfg), **overrides)
 
     def state_dict_from_hf(self, hf_state: dict[str, Tensor]) -> dict[str, Tensor]:
         sd, lm_state = {}, {}

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.lm import CausalLM, LMConfig, LMOutput, hf_to_zoo_key, lm_config_from_hf
+from zoo.lm import CausalLM, LMConfig, LMOutput, hf_config_from_lm, hf_to_zoo_key, lm_config_from_hf, zoo_to_hf_key
 from zoo.registry import ARCHITECTURES, HF_FAMILIES, register_model
 
 IMAGE_TOKEN_INDEX = -200  # LLaVA's placeholder id inside input_ids
@@ -204,7 +204,8 @@ class LongVA(nn.Module):
         embeds = rows[0].new_zeros(len(rows), n, d)
         out_labels = input_ids.new_full((len(rows), n), -100)
         is_visual = torch.zeros(len(rows), n, dtype=torch.bool, device=input_ids.device)
-        positions = torch.zeros(len(rows), n, device=input_ids.device)
+        # explicit fp32: under Lightning's bf16-true the default dtype is bf16, and V2PE's fractional steps collapse
+        positions = torch.zeros(len(rows), n, dtype=torch.float32, device=input_ids.device)
         for b, (r, lab, vis) in enumerate(zip(rows, row_labels, row_visual)):
             embeds[b, : len(r)] = r
             out_labels[b, : len(r)] = lab
@@ -224,10 +225,95 @@ class LongVA(nn.Module):
         embeds, labels, positions, _ = self.build_inputs(input_ids, videos or [], labels, v2pe_delta)
         return self.lm(inputs_embeds=embeds, position_ids=positions, labels=labels)
 
+    @torch.no_grad()
+    def generate(self, input_ids: Tensor, videos: list[Tensor] | None = None, attention_mask: Tensor | None = None,
+                 max_new_tokens: int = 20, *, v2pe_delta: float | None = None, **generate_kwargs) -> Tensor:
+        """Decoding with transformers' arguments: prompt ids + new tokens ``(B, L + new)``.
+
+        input_ids ``(B, L)`` left-padded (right padding is refused, see :meth:`CausalLM.generate`, which also lists
+        ``generate_kwargs``: eos_token_id, pad_token_id, do_sample, temperature, top_k, top_p, generator), one
+        ``IMAGE_TOKEN_INDEX`` per video. Each row's placeholders expand to a different number of frame tokens, so the
+        spliced rows are left-padded again here; every row gets the positions it has alone, and text after the
+        (possibly fractional V2PE) prompt steps by 1 from the floor, as in :func:`qa.generate_tokens`."""
+        videos = list(videos or [])
+        b, n = input_ids.shape
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        elif attention_mask.shape != (b, n):
+            raise ValueError(f"attention_mask must be {(b, n)} like input_ids, got {tuple(attention_mask.shape)}")
+        if bool((attention_mask[:, -1] == 0).any()):
+            raise ValueError("attention_mask has padding at the end of a row: generate continues every row from its "
+                             "last position, so left-pad the prompts (tokenizer padding_side='left')")
+        n_placeholders = int((input_ids == IMAGE_TOKEN_INDEX).sum())
+        if n_placeholders != len(videos):
+            raise ValueError(f"input_ids hold {n_placeholders} image placeholders but {len(videos)} videos were given")
+        features = self.encode_frames(torch.cat(videos)) if videos else None
+        rows, offset, first = [], 0, 0
+        for i in range(b):
+            ids = input_ids[i, attention_mask[i].bool()][None]
+            k = int((ids == IMAGE_TOKEN_INDEX).sum())
+            frames = sum(len(v) for v in videos[first: first + k])
+            rows.append(self.build_inputs(ids, videos[first: first + k], v2pe_delta=v2pe_delta,
+                                          frame_features=features[offset: offset + frames] if k else None))
+            first, offset = first + k, offset + frames
+        width = max(r[0].shape[1] for r in rows)
+        embeds = rows[0][0].new_zeros(b, width, rows[0][0].shape[-1])
+        positions = torch.zeros(b, width, device=input_ids.device)
+        mask = torch.zeros(b, width, dtype=torch.long, device=input_ids.device)
+        for i, (e, _, pos, _) in enumerate(rows):
+            m = e.shape[1]
+            embeds[i, width - m:], positions[i, width - m:], mask[i, width - m:] = e[0], pos[0], 1
+        new = self.lm.generate(None, max_new_tokens, inputs_embeds=embeds, position_ids=positions,
+                               attention_mask=mask, step=lambda pos: pos.floor() + 1, **generate_kwargs)
+        return torch.cat((input_ids, new), 1)
+
     # ---- checkpoints ------------------------------------------------------------------------------------------
 
     def config_dict(self) -> dict:
         return asdict(self.config)
+
+    def save_pretrained(self, path, max_shard_size: int | str = "2GB") -> None:
+        """LongVA's own layout (``model_type`` llava_qwen: config.json + safetensors, the names
+        :meth:`state_dict_from_hf` reads), replacing only that layout's files as :meth:`CausalLM.save_pretrained`
+        does. The CLIP tower's shape is named by ``mm_vision_tower``: LongVA's hub id for ViT-L/14-336, else a
+        ``vision_tower/config.json`` written beside the weights. V2PE is kept as a ``zoo_v2pe_delta`` key."""
+        from zoo.checkpoints import write_atomically
+        from zoo.loading import save_hf_directory
+
+        self.hf_config()  # a model without this layout writes nothing
+        if self.config.vision != CLIP_L14_336:  # first, so that no config.json names a tower not yet written
+            vision = json.dumps({"model_type": "clip_vision_model", **self.config.vision}, indent=2) + "\n"
+            write_atomically(Path(path) / "vision_tower" / "config.json", lambda tmp: tmp.write_text(vision))
+        save_hf_directory(self, path, max_shard_size)
+
+    def hf_config(self) -> dict:
+        c = self.config
+        if c.vision_tower != "clip":
+            raise ValueError("a timm vision tower has no LongVA checkpoint layout (its tower is CLIP)")
+        hf = hf_config_from_lm(self.lm.config)
+        hf.update(
+            architectures=["LlavaQwenForCausalLM"], model_type="llava_qwen",
+            mm_vision_tower="openai/clip-vit-large-patch14-336" if c.vision == CLIP_L14_336 else "vision_tower",
+            mm_hidden_size=c.vision["hidden_size"], mm_vision_select_layer=c.vision_select_layer,
+            mm_vision_select_feature="patch", mm_projector_type=c.projector_type,
+            mm_spatial_pool_stride=c.spatial_pool_stride, mm_spatial_pool_mode=c.spatial_pool_mode,
+        )
+        if c.v2pe_delta is not None:
+            hf["zoo_v2pe_delta"] = c.v2pe_delta
+        return hf
+
+    def hf_state_dict(self) -> dict[str, Tensor]:
+        out = {}
+        for k, v in self.state_dict().items():
+            if k.startswith("vision_tower."):
+                out["model.vision_tower." + k] = v
+            elif k.startswith("mm_projector."):
+                out["model." + k] = v
+            elif k == "lm.lm_head.weight" and self.lm.config.tie_word_embeddings:
+                continue
+            else:
+                out[zoo_to_hf_key(k[len("lm."):])] = v
+        return out
 
     @classmethod
     def from_config_dict(cls, d: dict, **overrides) -> LongVA:
@@ -255,6 +341,7 @@ class LongVA(nn.Module):
             vision_select_layer=hf_config.get("mm_vision_select_layer", -2),
             spatial_pool_stride=hf_config.get("mm_spatial_pool_stride", 2),
             spatial_pool_mode=hf_config.get("mm_spatial_pool_mode", "average"),  # LongVAConfig rejects others
+            v2pe_delta=hf_config.get("zoo_v2pe_delta"),
         )
         return cls.from_config_dict(asdict(cfg), **overrides)
 

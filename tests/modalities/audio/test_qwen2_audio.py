@@ -155,3 +155,48 @@ def test_module_with_pretrained_takes_the_checkpoint_weights_and_keeps_partial_y
     with torch.no_grad():
         torch.testing.assert_close(module.model(**batch, partial_yarn=False).logits, hf(**batch).logits,
                                    atol=1e-4, rtol=1e-4)
+
+
+def test_against_hf_qwen2_audio_left_padded_batch_generate(tmp_path):
+    hf = _tiny_hf(tmp_path)
+    model = zoo.load_pretrained(tmp_path / "hf")
+    batch = _inputs([3.0, 1.2])  # different audio lengths: the second row is left-padded
+    want = hf.generate(**batch, max_new_tokens=8, do_sample=False, pad_token_id=0)
+    got = model.generate(**batch, max_new_tokens=8)
+    assert torch.equal(got, want)
+    row = {k: v[1:] for k, v in batch.items()}  # the padded row alone, without its padding
+    real = batch["attention_mask"][1].bool()
+    row["input_ids"], row["attention_mask"] = row["input_ids"][:, real], row["attention_mask"][:, real]
+    assert torch.equal(model.generate(**row, max_new_tokens=8)[0, real.sum():], got[1, batch["input_ids"].shape[1]:])
+    eos = int(got[1, -6])  # the padded row emits it at step 3: afterwards it emits pad_token_id, as transformers
+    want = hf.generate(**batch, max_new_tokens=8, do_sample=False, eos_token_id=eos, pad_token_id=3)
+    assert torch.equal(model.generate(**batch, max_new_tokens=8, eos_token_id=eos, pad_token_id=3), want)
+
+
+def test_save_pretrained_round_trips_through_zoo_and_transformers(tmp_path):
+    from transformers import Qwen2AudioForConditionalGeneration
+
+    _tiny_hf(tmp_path)
+    model = zoo.load_pretrained(tmp_path / "hf")
+    model.save_pretrained(tmp_path / "saved")
+    again = zoo.load_pretrained(tmp_path / "saved")
+    assert again.state_dict().keys() == model.state_dict().keys()
+    assert all(torch.equal(v, again.state_dict()[k]) for k, v in model.state_dict().items())
+    hf = Qwen2AudioForConditionalGeneration.from_pretrained(tmp_path / "saved").eval()
+    batch = _inputs([2.5, 1.0])
+    real = batch["attention_mask"].bool()
+    with torch.no_grad():
+        got = model(**batch).logits
+        torch.testing.assert_close(again(**batch).logits, got, atol=0, rtol=0)
+        torch.testing.assert_close(hf(**batch).logits[real], got[real], atol=1e-4, rtol=1e-4)
+
+
+def test_save_pretrained_keeps_partial_yarn_for_zoo(tmp_path):
+    _tiny_hf(tmp_path)
+    model = zoo.load_pretrained(tmp_path / "hf", partial_yarn={"start_dim": 2, "temperature": 1.5, "window": 20})
+    model.save_pretrained(tmp_path / "saved")
+    again = zoo.load_pretrained(tmp_path / "saved")
+    assert again.config.partial_yarn == {"start_dim": 2, "temperature": 1.5, "window": 20}
+    batch = _inputs([1.0])
+    with torch.no_grad():
+        torch.testing.assert_close(again(**batch).logits, model(**batch).logits, atol=0, rtol=0)

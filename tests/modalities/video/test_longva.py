@@ -166,3 +166,64 @@ def test_unknown_pool_mode_in_a_checkpoint_config_is_refused_not_replaced():
            "num_hidden_layers": 1, "num_attention_heads": 2}
     with pytest.raises(ValueError, match="spatial_pool_mode must be 'average' or 'max', got 'bilinear'"):
         LongVA.from_hf(cfg)
+
+
+def _left_pad(rows):
+    n = max(len(r) for r in rows)
+    ids = torch.tensor([[0] * (n - len(r)) + r for r in rows])
+    return ids, torch.tensor([[0] * (n - len(r)) + [1] * len(r) for r in rows])
+
+
+@pytest.mark.parametrize("delta", [None, 0.25])
+def test_left_padded_batch_generate_equals_each_row_alone(longva_dir, delta):
+    from zoo.modalities.video.qa import generate_tokens
+
+    root, _, _, _ = longva_dir
+    model = zoo.load_pretrained(root, v2pe_delta=delta)
+    torch.manual_seed(1)
+    rows = [[5, IMAGE_TOKEN_INDEX, 7, 8], [9, 10, 11, 12, 13, IMAGE_TOKEN_INDEX, 14], [15, 16]]
+    videos = [torch.randn(3, 3, 32, 32), torch.randn(1, 3, 32, 32)]  # 12 and 4 frame tokens
+    ids, mask = _left_pad(rows)
+    got = model.generate(ids, videos, attention_mask=mask, max_new_tokens=6)
+    assert got.shape == (3, ids.shape[1] + 6) and torch.equal(got[:, :ids.shape[1]], ids)
+    for i, (row, vids) in enumerate(zip(rows, ([videos[0]], [videos[1]], []))):
+        alone = list(generate_tokens(model, torch.tensor([row]), vids, 6, eos_token_id=None))
+        assert got[i, ids.shape[1]:].tolist() == alone
+
+
+def test_text_only_generate_equals_transformers_qwen2(longva_dir):
+    root, qwen, _, _ = longva_dir
+    model = zoo.load_pretrained(root)
+    ids, mask = _left_pad([[3, 4, 5, 6, 7, 8], [9, 10, 11]])
+    want = qwen.generate(ids, attention_mask=mask, max_new_tokens=8, do_sample=False, pad_token_id=0)
+    assert torch.equal(model.generate(ids, attention_mask=mask, max_new_tokens=8), want)
+    with pytest.raises(ValueError, match=r"attention_mask has padding at the end of a row: .* left-pad the prompts"):
+        model.generate(ids, attention_mask=mask.flip(1), max_new_tokens=2)
+
+
+def test_save_pretrained_writes_the_longva_layout_that_loads_again_exactly(longva_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    root, _, _, _ = longva_dir
+    model = zoo.load_pretrained(root, v2pe_delta=0.5)
+    model.save_pretrained(tmp_path / "saved")
+    assert set(load_file(tmp_path / "saved" / "model.safetensors")) == set(load_file(root / "model.safetensors"))
+    cfg = json.loads((tmp_path / "saved" / "config.json").read_text())
+    assert cfg["model_type"] == "llava_qwen" and cfg["mm_vision_tower"] == "vision_tower"
+    again = zoo.load_pretrained(tmp_path / "saved")
+    assert again.config == model.config
+    assert all(torch.equal(v, again.state_dict()[k]) for k, v in model.state_dict().items())
+    ids = torch.tensor([[5, 6, IMAGE_TOKEN_INDEX, 7, 8]])
+    video = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(again(ids, [video]).logits, model(ids, [video]).logits, atol=0, rtol=0)
+
+
+def test_timm_tower_has_no_longva_layout_and_writes_nothing(tmp_path):
+    pytest.importorskip("timm")
+    lm = dict(vocab_size=50, d_model=32, n_layer=1, n_head=2, qkv_bias=True)
+    model = LongVA(LongVAConfig(lm=lm, vision_tower="timm", vision=dict(
+        model_name="vit_tiny_patch16_224", img_size=32, patch_size=16)))
+    with pytest.raises(ValueError, match="a timm vision tower has no LongVA checkpoint layout"):
+        model.save_pretrained(tmp_path / "out")
+    assert not (tmp_path / "out").exists()
