@@ -215,6 +215,8 @@ def sequence_aligned_positions(q_segment_ids: Tensor, kv_segment_ids: Tensor) ->
     to the end of that sequence's keys (see :class:`AttentionMask`)."""
     q_ids, kv_ids = q_segment_ids.long(), kv_segment_ids.long()
     q_rank, q_count, k_count = _rank_and_count(q_ids, kv_ids)
+    if kv_segment_ids is q_segment_ids:  # self-attention: same ranks, equal counts
+        return q_rank, q_rank
     kv_rank, _, _ = _rank_and_count(kv_ids, q_ids)
     return q_rank + k_count - q_count, kv_rank
 

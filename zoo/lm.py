@@ -183,7 +183,7 @@ class CausalLM(nn.Module):
                 raise ValueError("with sequence_parallel, shift labels before sharding and use sp_loss on the logits")
             if position_ids is None:
                 raise ValueError("with sequence_parallel, pass the global position_ids of this rank's tokens")
-            others = {type(b.mixer).__name__ for b in self.blocks} - {"Attention"}
+            others = self._non_attention_mixers()
             if others:
                 raise ValueError(f"sequence parallelism covers attention layers only; this stack also has {others}")
             ctx.extra["sequence_parallel"] = sequence_parallel
@@ -201,6 +201,11 @@ class CausalLM(nn.Module):
             loss = total / (target != -100).sum().clamp(min=1)
         return LMOutput(logits=logits, loss=loss, cache=cache)
 
+    def _non_attention_mixers(self) -> set[str]:
+        """Class names of the mixers that are not attention (what sequence parallelism and padding masks cannot
+        reach inside)."""
+        return {type(block.mixer).__name__ for block in self.blocks} - {"Attention"}
+
     def _padding_inputs(self, attention_mask: Tensor, segment_ids: Tensor | None, b: int, n: int, start: int):
         """attention_mask → (segment ids for the new tokens or None, position ids (B, N)). Padding gets segment id
         -1, which no real token has, so padded keys drop out of every real query's mask (the kernel ANDs segments
@@ -217,13 +222,13 @@ class CausalLM(nn.Module):
         new = mask[:, -n:]
         if bool(mask.all()):
             return segment_ids, positions
-        layout = {type(block.mixer).__name__ for block in self.blocks}
+        others = self._non_attention_mixers()
         right_padded = bool((mask[:, 1:] <= mask[:, :-1]).all())  # never a real token after a padded one
-        if layout - {"Attention"} and not right_padded:
+        if others and not right_padded:
             raise ValueError(f"attention_mask has padding before real tokens, but this stack has "
-                             f"{sorted(layout - {'Attention'})} layers, whose state cannot skip padded tokens; "
+                             f"{sorted(others)} layers, whose state cannot skip padded tokens; "
                              "run the rows one at a time, or right-pad them for a forward pass")
-        if layout - {"Attention"}:
+        if others:
             return segment_ids, positions  # right padding comes after every real token: causality already hides it
         if segment_ids is not None and bool((segment_ids < 0).any()):
             raise ValueError("segment_ids must be ≥ 0 with an attention_mask (padding takes segment id -1)")
@@ -273,9 +278,7 @@ class CausalLM(nn.Module):
             if attention_mask.shape != (b, n):
                 raise ValueError(f"attention_mask must be ({b}, {n}) like the prompt, "
                                  f"got {tuple(attention_mask.shape)}")
-            if bool((attention_mask[:, -1] == 0).any()):
-                raise ValueError("attention_mask has padding at the end of a row: generate continues every row from "
-                                 "its last position, so left-pad the prompts (tokenizer padding_side='left')")
+            check_left_padded(attention_mask)
             if bool(attention_mask.all()):
                 attention_mask = None
         cache = KVCache.empty(len(self.blocks))
@@ -371,6 +374,13 @@ def greedy_tokens(lm: CausalLM, out: LMOutput, cache: KVCache, last_position: Te
         yield token
         pos = step(pos)
         out = lm(nxt[:, None], position_ids=pos, cache=cache)
+
+
+def check_left_padded(attention_mask: Tensor) -> None:
+    """generate continues every row from its last position: refuse right-padded prompts (transformers only warns)."""
+    if bool((attention_mask[:, -1] == 0).any()):
+        raise ValueError("attention_mask has padding at the end of a row: generate continues every row from its last "
+                         "position, so left-pad the prompts (tokenizer padding_side='left')")
 
 
 def _check_sampling(max_new_tokens, do_sample, temperature, top_k, top_p) -> None:

@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.lm import CausalLM, LMConfig, LMOutput, hf_config_from_lm, hf_to_zoo_key, lm_config_from_hf, zoo_to_hf_key
+from zoo.lm import (CausalLM, LMConfig, LMOutput, check_left_padded, hf_config_from_lm, hf_to_zoo_key,
+                    lm_config_from_hf, zoo_to_hf_key)
 from zoo.registry import ARCHITECTURES, HF_FAMILIES, register_model
 
 IMAGE_TOKEN_INDEX = -200  # LLaVA's placeholder id inside input_ids
@@ -241,9 +242,7 @@ class LongVA(nn.Module):
             attention_mask = torch.ones_like(input_ids)
         elif attention_mask.shape != (b, n):
             raise ValueError(f"attention_mask must be {(b, n)} like input_ids, got {tuple(attention_mask.shape)}")
-        if bool((attention_mask[:, -1] == 0).any()):
-            raise ValueError("attention_mask has padding at the end of a row: generate continues every row from its "
-                             "last position, so left-pad the prompts (tokenizer padding_side='left')")
+        check_left_padded(attention_mask)
         n_placeholders = int((input_ids == IMAGE_TOKEN_INDEX).sum())
         if n_placeholders != len(videos):
             raise ValueError(f"input_ids hold {n_placeholders} image placeholders but {len(videos)} videos were given")
@@ -258,7 +257,7 @@ class LongVA(nn.Module):
             first, offset = first + k, offset + frames
         width = max(r[0].shape[1] for r in rows)
         embeds = rows[0][0].new_zeros(b, width, rows[0][0].shape[-1])
-        positions = torch.zeros(b, width, device=input_ids.device)
+        positions = rows[0][2].new_zeros(b, width)  # fp32 like build_inputs', not the default dtype
         mask = torch.zeros(b, width, dtype=torch.long, device=input_ids.device)
         for i, (e, _, pos, _) in enumerate(rows):
             m = e.shape[1]
