@@ -42,11 +42,15 @@ def causal_conv1d_ref(x: Tensor, weight: Tensor, bias: Tensor | None = None, act
 
 
 def causal_conv1d_torch(x: Tensor, weight: Tensor, bias: Tensor | None = None, activation: str | None = None) -> Tensor:
-    """One grouped ``F.conv1d`` over the left-padded input."""
+    """One grouped ``F.conv1d`` over the left-padded input, accumulated in fp32 (or wider) like causal-conv1d's
+    reference: half-precision sums over W taps lose ~1e-2 per output and far more in the weight gradient, which sums
+    over B·L. The output comes back in x's dtype; weight and bias gradients arrive in their own dtype."""
     _check(x, weight)
     width = weight.shape[1]
-    y = F.conv1d(F.pad(x, (width - 1, 0)), weight[:, None, :].to(x.dtype), bias, groups=x.shape[1])
-    return _activate(y, activation)
+    acc = torch.promote_types(torch.promote_types(x.dtype, weight.dtype), torch.float32)
+    b = bias.to(acc) if bias is not None else None
+    y = F.conv1d(F.pad(x.to(acc), (width - 1, 0)), weight[:, None, :].to(acc), b, groups=x.shape[1])
+    return _activate(y, activation).to(x.dtype)
 
 
 def causal_conv1d(x: Tensor, weight: Tensor, bias: Tensor | None = None, activation: str | None = None,

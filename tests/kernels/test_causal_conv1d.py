@@ -44,3 +44,56 @@ def test_errors_name_the_problem():
         causal_conv1d_ref(torch.randn(1, 3, 5), torch.randn(3, 2), activation="relu")
     with pytest.raises(RuntimeError, match="'cuda' needs the causal-conv1d package"):
         causal_conv1d(torch.randn(1, 3, 5), torch.randn(3, 2), backend="cuda")
+
+
+# causal-conv1d's own test tolerances: (rtol, atol) on out and dx per input dtype, and (1e-3, 1e-3) on fp32
+# dweight/dbias. Weights in the input's half dtype get that dtype's tolerance (their gradient is rounded to it).
+CONV_TOL = {torch.float32: (3e-4, 1e-3), torch.float16: (3e-3, 5e-3), torch.bfloat16: (1e-2, 5e-2)}
+WEIGHT_TOL = (1e-3, 1e-3)
+SHAPES = [(1, 8, 1), (2, 40, 2), (2, 8, 33), (1, 24, 130), (2, 64, 257)]  # (batch, dim, seqlen)
+
+
+@pytest.mark.parametrize("itype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("wtype", ["fp32", "itype"])
+@pytest.mark.parametrize("width", [2, 3, 4])
+@pytest.mark.parametrize("with_bias", [True, False])
+@pytest.mark.parametrize("activation", [None, "silu"])
+def test_dtype_grid_matches_ref(itype, wtype, width, with_bias, activation):
+    if wtype == "itype" and itype == torch.float32:
+        pytest.skip("same as wtype=fp32")
+    wdt = torch.float32 if wtype == "fp32" else itype
+    rtol, atol = CONV_TOL[itype]
+    rtolw, atolw = WEIGHT_TOL if wdt == torch.float32 else CONV_TOL[wdt]
+    gen = torch.Generator().manual_seed(width)
+    for bsz, dim, length in SHAPES:
+        x = torch.randn(bsz, dim, length, generator=gen).to(itype).requires_grad_()
+        w = torch.randn(dim, width, generator=gen).to(wdt).requires_grad_()
+        b = torch.randn(dim, generator=gen).to(wdt).requires_grad_() if with_bias else None
+        leaves = [t for t in (x, w, b) if t is not None]
+        got = causal_conv1d(x, w, b, activation, backend="torch")
+        ref = causal_conv1d_ref(x, w, b, activation)
+        assert got.dtype == itype
+        torch.testing.assert_close(got, ref, rtol=rtol, atol=atol)
+        g = torch.randn(ref.shape, generator=gen).to(itype)
+        grads = torch.autograd.grad(got, leaves, g)
+        grads_ref = torch.autograd.grad(ref, leaves, g)
+        assert [t.dtype for t in grads] == [t.dtype for t in leaves]
+        torch.testing.assert_close(grads[0], grads_ref[0], rtol=rtol, atol=atol)
+        for gw, gw_ref in zip(grads[1:], grads_ref[1:]):
+            torch.testing.assert_close(gw, gw_ref, rtol=rtolw, atol=atolw)
+
+
+def test_half_weight_gradient_is_accumulated_in_fp32():
+    """dweight sums B·L products: in bf16 that sum drifts by O(1); accumulated in fp32 it stays within 1e-3 of fp64."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 16, 2048, generator=gen)
+    w = torch.randn(16, 4, generator=gen, requires_grad=True)
+    g = torch.randn(2, 16, 2048, generator=gen)
+    xb = x.to(torch.bfloat16).requires_grad_()
+    (dw,) = torch.autograd.grad(causal_conv1d(xb, w, activation=None, backend="torch"), [w], g.to(torch.bfloat16))
+    # the oracle: dweight[d, k] = Σ_{b,t} g[b, d, t] · x[b, d, t − 3 + k], summed in fp64 on the same bf16 values
+    xp = torch.nn.functional.pad(xb.detach().double(), (3, 0))
+    gd = g.to(torch.bfloat16).double()
+    dw64 = torch.stack([(gd * xp[:, :, k : k + 2048]).sum((0, 2)) for k in range(4)], dim=1)
+    assert dw.dtype == torch.float32
+    torch.testing.assert_close(dw.double(), dw64, rtol=1e-3, atol=1e-3)
