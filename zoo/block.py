@@ -2,6 +2,8 @@
 
 ``norm_position="post"`` gives the original-Transformer order instead (mixer → residual → norm → MLP → residual →
 norm), which Timer / Timer-XL checkpoints use. ``dropout`` drops the mixer and MLP outputs before each residual add.
+``residual_in_fp32`` (pre-norm only; Mamba checkpoints' residual_in_fp32) keeps the residual stream in float32 in a
+half-precision model: each sub-layer sees its norm of it cast to the norm's dtype, and adds its output to it in fp32.
 
 Mixers (attention, and later Mamba, HSA, Hyena) live in the mixer registry; a model's mixer pattern is data:
 ``layout: "attention"`` or ``["mamba"] * 7 + ["hsa"]`` or the string ``"mamba*7,hsa"``, repeated to fill n_layer.
@@ -78,10 +80,14 @@ class Block(nn.Module):
         mlp_bias: bool = False,
         norm_position: str = "pre",
         dropout: float = 0.0,
+        residual_in_fp32: bool = False,
     ):
         super().__init__()
         if norm_position not in ("pre", "post"):
             raise ValueError(f"norm_position must be 'pre' or 'post', got {norm_position!r}")
+        if residual_in_fp32 and norm_position == "post":
+            raise ValueError("residual_in_fp32 needs norm_position='pre' (a post-norm block has no residual stream)")
+        self.residual_in_fp32 = residual_in_fp32
         self.post_norm = norm_position == "post"
         self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
         self.norm1 = make_norm(norm, d_model, norm_eps)
@@ -102,6 +108,11 @@ class Block(nn.Module):
             x = self.norm1(x + self.dropout(self.mixer(x, ctx, state)))
             if self.mlp is not None:
                 x = self.norm2(x + self.dropout(self.mlp(x)))
+            return x
+        if self.residual_in_fp32:  # as transformers' MambaBlock: norm(x.to(norm dtype)), residual added in fp32
+            x = x.float() + self.dropout(self.mixer(self.norm1(x.to(self.norm1.weight.dtype)), ctx, state))
+            if self.mlp is not None:
+                x = x + self.dropout(self.mlp(self.norm2(x.to(self.norm2.weight.dtype))))
             return x
         x = x + self.dropout(self.mixer(self.norm1(x), ctx, state))
         if self.mlp is not None:

@@ -42,6 +42,9 @@ class LMConfig:
     rope_scaling: dict[str, Any] | None = None
     max_position_embeddings: int = 2048
     tie_word_embeddings: bool = False
+    # keep the residual stream in fp32 in a half-precision model (transformers' MambaBlock residual_in_fp32); no
+    # effect in fp32
+    residual_in_fp32: bool = False
     # std of the normal init of every Linear/Embedding weight. 0.02 is the HF default, sized for d_model ≳ 768; tiny
     # models learn retrieval far sooner near 1/√d_model (V-NIAH at d_model 96: ~1100 steps with 0.1, none in 1300
     # with 0.02), because each 0.02-init projection shrinks the signal it passes by 0.02·√d_model
@@ -111,7 +114,8 @@ class CausalLM(nn.Module):
             mixer_kwargs[name] = {**mixer_kwargs.get(name, {}), **kw}
         self.embed = nn.Embedding(c.vocab_size, c.d_model)
         self.blocks = nn.ModuleList(
-            Block(c.d_model, name, mixer_kwargs.get(name), c.mlp, c.d_ff, c.norm, c.norm_eps, c.mlp_bias)
+            Block(c.d_model, name, mixer_kwargs.get(name), c.mlp, c.d_ff, c.norm, c.norm_eps, c.mlp_bias,
+                  residual_in_fp32=c.residual_in_fp32)
             for name in layout
         )
         self.norm = make_norm(c.norm, c.d_model, c.norm_eps)
@@ -127,6 +131,8 @@ class CausalLM(nn.Module):
             nn.init.normal_(module.weight, std=self.config.init_std)
             if getattr(module, "bias", None) is not None:
                 nn.init.zeros_(module.bias)
+        elif hasattr(module, "init_ssm_parameters"):  # after its Linears (apply is post-order): Mamba's dt_proj init
+            module.init_ssm_parameters()
 
     # ---- forward -----------------------------------------------------------------------------------------------
 
@@ -189,7 +195,7 @@ class CausalLM(nn.Module):
             ctx.extra["sequence_parallel"] = sequence_parallel
         for i, block in enumerate(self.blocks):
             x = block(x, ctx, cache.layers[i] if cache is not None else None)
-        logits = self.lm_head(self.norm(x))
+        logits = self.lm_head(self.norm(x).to(self.lm_head.weight.dtype))  # fp32 residual stream → head's dtype
         if cache is not None:
             cache.seen += n
         loss = None
@@ -493,19 +499,47 @@ def _hf_rope(hf: dict) -> tuple[float, dict | None]:
     return float(theta), {"type": kind, **keep}
 
 
+# MambaConfig fields, read by _mamba_config_from_hf and written back by _mamba_hf_config:
+#   layout and computation, honoured: vocab_size, hidden_size, num_hidden_layers, intermediate_size (else
+#     expand × hidden_size), expand, state_size, conv_kernel, time_step_rank ("auto": ⌈hidden_size/16⌉), use_bias,
+#     use_conv_bias, layer_norm_epsilon, residual_in_fp32 (fp32 residual stream in half precision),
+#     tie_word_embeddings, bos/eos/pad_token_id;
+#   hidden_act: transformers' activation after the conv (the gate is always silu); zoo's mixer has silu only, so any
+#     other value is refused;
+#   init only (no effect on loaded weights; a fresh model from the config honours them): time_step_min/max/floor/
+#     scale/init_scheme (the mixer's dt_min/dt_max/dt_init_floor/dt_scale/dt_init), initializer_range (init_std);
+#   init only and ignored: rescale_prenorm_residual (a fresh zoo model does not rescale out_proj; written false);
+#   no effect on results, ignored: use_mambapy, use_associative_scan, use_cache.
+_MAMBA_INIT_SCHEMES = ("random", "constant")
+
+
 def _mamba_config_from_hf(hf: dict) -> LMConfig:
+    act = hf.get("hidden_act", "silu")
+    if act != "silu":
+        raise ValueError(f"config.json hidden_act={act!r}: zoo's Mamba mixer applies silu after its conv")
+    scheme = hf.get("time_step_init_scheme", "random")
+    if scheme not in _MAMBA_INIT_SCHEMES:
+        raise ValueError(f"config.json time_step_init_scheme={scheme!r}: zoo's Mamba mixer initialises dt_proj "
+                         f"'random' or 'constant'")
     d_model = hf["hidden_size"]
+    expand = hf.get("expand", 2)
     rank = hf.get("time_step_rank", "auto")
     mamba = dict(
-        d_state=hf.get("state_size", 16), d_conv=hf.get("conv_kernel", 4), expand=hf.get("expand", 2),
+        d_state=hf.get("state_size", 16), d_conv=hf.get("conv_kernel", 4), expand=expand,
+        d_inner=int(hf.get("intermediate_size") or expand * d_model),
         dt_rank=rank if rank == "auto" else int(rank), bias=bool(hf.get("use_bias", False)),
         conv_bias=bool(hf.get("use_conv_bias", True)),
+        dt_min=float(hf.get("time_step_min", 1e-3)), dt_max=float(hf.get("time_step_max", 0.1)),
+        dt_init=scheme, dt_scale=float(hf.get("time_step_scale", 1.0)),
+        dt_init_floor=float(hf.get("time_step_floor", 1e-4)),
     )
+    eos = hf.get("eos_token_id")
     return LMConfig(
         vocab_size=hf["vocab_size"], d_model=d_model, n_layer=hf["num_hidden_layers"], n_head=1,
         layout="mamba", mixer_kwargs={"mamba": mamba}, mlp="none", norm="rmsnorm",
         norm_eps=hf.get("layer_norm_epsilon", 1e-5), tie_word_embeddings=bool(hf.get("tie_word_embeddings", True)),
-        family="mamba", bos_token_id=hf.get("bos_token_id"), eos_token_id=hf.get("eos_token_id"),
+        residual_in_fp32=bool(hf.get("residual_in_fp32", True)), init_std=float(hf.get("initializer_range", 0.1)),
+        family="mamba", bos_token_id=hf.get("bos_token_id"), eos_token_id=eos[0] if isinstance(eos, list) else eos,
         pad_token_id=hf.get("pad_token_id"),
     )
 
@@ -517,10 +551,13 @@ def _mamba_hf_config(c: LMConfig, mixer: nn.Module) -> dict:
     return {
         "architectures": ["MambaForCausalLM"], "model_type": "mamba", "vocab_size": c.vocab_size,
         "hidden_size": c.d_model, "intermediate_size": mixer.d_inner, "num_hidden_layers": c.n_layer,
-        "state_size": mixer.d_state, "conv_kernel": mixer.d_conv, "expand": mixer.d_inner // c.d_model,
+        "state_size": mixer.d_state, "conv_kernel": mixer.d_conv, "expand": mixer.expand,
         "time_step_rank": mixer.dt_rank, "use_bias": mixer.in_proj.bias is not None,
         "use_conv_bias": mixer.conv1d.bias is not None, "layer_norm_epsilon": c.norm_eps,
-        "hidden_act": "silu", "residual_in_fp32": True, "tie_word_embeddings": c.tie_word_embeddings,
+        "hidden_act": "silu", "residual_in_fp32": c.residual_in_fp32, "tie_word_embeddings": c.tie_word_embeddings,
+        "time_step_min": mixer.dt_min, "time_step_max": mixer.dt_max, "time_step_floor": mixer.dt_init_floor,
+        "time_step_scale": mixer.dt_scale, "time_step_init_scheme": mixer.dt_init,
+        "initializer_range": c.init_std, "rescale_prenorm_residual": False,
         "bos_token_id": c.bos_token_id, "eos_token_id": c.eos_token_id, "pad_token_id": c.pad_token_id,
         "torch_dtype": "float32",
     }

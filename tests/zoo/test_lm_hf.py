@@ -1,10 +1,11 @@
-"""zoo's Qwen2/Llama LM against transformers: logits (fp32, ≤ 1e-4), greedy generation with KV cache, save/load."""
+"""zoo's Qwen2/Llama/Mamba LM against transformers: logits (fp32, ≤ 1e-4), greedy generation with KV cache,
+save/load."""
 
 import json
 
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+from transformers import LlamaConfig, LlamaForCausalLM, MambaConfig, MambaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
 import zoo
 from zoo.lm import CausalLM, LMConfig
@@ -320,3 +321,130 @@ def test_packed_documents_with_padding_match_the_unpadded_packed_row():
         got = model(padded, segment_ids=torch.cat((torch.zeros(1, 5, dtype=torch.long), seg), 1),
                     attention_mask=mask).logits
     torch.testing.assert_close(got[:, 5:], want, atol=1e-5, rtol=1e-5)
+
+
+# ---- Mamba (MambaForCausalLM): every MambaConfig field that shapes the weights or the computation -----------------
+
+# transformers' MambaModelTester.get_config (tests/models/mamba/test_modeling_mamba.py), its stray keys included:
+# intermediate_size 32 is not expand (2) × hidden_size (32)
+MAMBA_MODEL_TESTER = dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, intermediate_size=32,
+                          activation_function="silu", n_positions=512, type_vocab_size=16, use_cache=True,
+                          bos_token_id=98, eos_token_id=98, pad_token_id=98, gradient_checkpointing=False,
+                          tie_word_embeddings=True)
+MAMBA_CASES = {
+    "model_tester": MAMBA_MODEL_TESTER,
+    "layout_fields": dict(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, expand=2, intermediate_size=48,
+                          time_step_rank=5, conv_kernel=3, state_size=8, use_bias=True, use_conv_bias=False,
+                          tie_word_embeddings=False, layer_norm_epsilon=1e-3, residual_in_fp32=False,
+                          time_step_min=2e-3, time_step_max=0.05, time_step_floor=1e-3, time_step_scale=0.5,
+                          time_step_init_scheme="constant", initializer_range=0.05, bos_token_id=None,
+                          eos_token_id=None, pad_token_id=None),
+}
+# the config.json fields a round trip through zoo keeps (the rest are transformers' bookkeeping)
+MAMBA_FIELDS = ["vocab_size", "hidden_size", "num_hidden_layers", "intermediate_size", "expand", "state_size",
+                "conv_kernel", "time_step_rank", "use_bias", "use_conv_bias", "hidden_act", "layer_norm_epsilon",
+                "residual_in_fp32", "tie_word_embeddings", "time_step_min", "time_step_max", "time_step_floor",
+                "time_step_scale", "time_step_init_scheme", "initializer_range", "rescale_prenorm_residual",
+                "bos_token_id", "eos_token_id", "pad_token_id"]
+
+
+def _tiny_mamba(**config):
+    torch.manual_seed(0)
+    hf = MambaForCausalLM(MambaConfig(use_mambapy=False, **config)).eval()
+    with torch.no_grad():  # transformers initialises the biases to zero: make them count
+        for name, p in hf.named_parameters():
+            if name.endswith("bias") and "dt_proj" not in name:
+                p.normal_(0, 0.1)
+    return hf
+
+
+@pytest.fixture(params=list(MAMBA_CASES))
+def mamba_dir(request, tmp_path):
+    hf = _tiny_mamba(**MAMBA_CASES[request.param])
+    hf.save_pretrained(tmp_path / "hf")
+    return hf, tmp_path
+
+
+def test_against_hf_mamba_logits_generation_and_round_trip(mamba_dir):
+    hf, path = mamba_dir
+    model = zoo.load_pretrained(path / "hf")
+    mixer = model.blocks[0].mixer
+    assert (mixer.d_inner, mixer.dt_rank, mixer.d_conv, mixer.d_state) == (
+        hf.config.intermediate_size, hf.config.time_step_rank, hf.config.conv_kernel, hf.config.state_size)
+    ids = torch.randint(0, hf.config.vocab_size, (2, 40))
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids).logits, hf(ids).logits, atol=1e-4, rtol=1e-4)
+    prompt = ids[:1, :6]
+    want = hf.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=12, do_sample=False,
+                       eos_token_id=None)
+    assert torch.equal(model.generate(prompt, max_new_tokens=12, eos_token_id=None), want)
+    model.save_pretrained(path / "zoo")
+    again = MambaForCausalLM.from_pretrained(path / "zoo").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(again(ids).logits, hf(ids).logits, atol=1e-5, rtol=1e-5)
+    assert {k: getattr(again.config, k) for k in MAMBA_FIELDS} == {k: getattr(hf.config, k) for k in MAMBA_FIELDS}
+
+
+def test_mamba_config_fields_build_a_fresh_model_as_transformers_would():
+    """The init-only fields (time_step_*, initializer_range) shape a fresh zoo model from the same config."""
+    from zoo.lm import lm_config_from_hf
+
+    hf_cfg = {**MAMBA_CASES["layout_fields"], "model_type": "mamba"}
+    model = CausalLM(lm_config_from_hf(hf_cfg))
+    assert model.config.init_std == 0.05 and model.config.residual_in_fp32 is False
+    for block in model.blocks:
+        m = block.mixer
+        assert torch.equal(m.dt_proj.weight, torch.full_like(m.dt_proj.weight, 0.5 / 5 ** 0.5))  # "constant"
+        dt = torch.nn.functional.softplus(m.dt_proj.bias)
+        assert float(dt.min()) >= 2e-3 * (1 - 1e-4) and float(dt.max()) <= 0.05 * (1 + 1e-4)
+        assert torch.equal(m.A_log, torch.log(torch.arange(1, 9.0)).repeat(48, 1)) and bool((m.D == 1).all())
+    floored = CausalLM(lm_config_from_hf({**hf_cfg, "time_step_min": 1e-5, "time_step_max": 2e-5}))
+    dt = torch.nn.functional.softplus(floored.blocks[0].mixer.dt_proj.bias)
+    torch.testing.assert_close(dt, torch.full_like(dt, 1e-3))  # clamped at time_step_floor
+    # the LM's generic init (normal, zero bias) no longer wipes dt_proj: default scheme "random" is uniform ±1/√rank
+    fresh = CausalLM(lm_config_from_hf({**hf_cfg, "time_step_init_scheme": "random"})).blocks[0].mixer
+    assert float(fresh.dt_proj.weight.abs().max()) <= 0.5 / 5 ** 0.5 and float(fresh.dt_proj.bias.min()) < -3
+
+
+@pytest.mark.parametrize("residual_in_fp32", [True, False])
+def test_mamba_residual_in_fp32_keeps_the_stream_in_fp32_in_bfloat16(tmp_path, residual_in_fp32):
+    hf = _tiny_mamba(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, residual_in_fp32=residual_in_fp32)
+    hf.save_pretrained(tmp_path)
+    model = zoo.load_pretrained(tmp_path, dtype=torch.bfloat16)
+    hf = hf.to(torch.bfloat16)
+    outs = []
+    for block in model.blocks:
+        block.register_forward_hook(lambda mod, args, out: outs.append(out))
+    ids = torch.randint(0, VOCAB, (2, 30))
+    with torch.no_grad():
+        want = hf(ids, output_hidden_states=True)
+        got = model(ids).logits
+    for ours, theirs in zip(outs, want.hidden_states[:2]):  # transformers' hidden states after each layer
+        assert ours.dtype == theirs.dtype == (torch.float32 if residual_in_fp32 else torch.bfloat16)
+        torch.testing.assert_close(ours.float(), theirs.float(), atol=5e-2, rtol=5e-2)
+    torch.testing.assert_close(got.float(), want.logits.float(), atol=5e-2, rtol=5e-2)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("hidden_act", "gelu", "config.json hidden_act='gelu': zoo's Mamba mixer applies silu after its conv"),
+    ("time_step_init_scheme", "xavier", "config.json time_step_init_scheme='xavier': zoo's Mamba mixer initialises "
+                                        "dt_proj 'random' or 'constant'"),
+])
+def test_mamba_unsupported_config_values_are_refused(tmp_path, field, value, message):
+    _tiny_mamba(vocab_size=VOCAB, hidden_size=16, num_hidden_layers=1).save_pretrained(tmp_path)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**cfg, field: value}))
+    with pytest.raises(ValueError) as err:
+        zoo.load_pretrained(tmp_path)
+    assert str(err.value) == message
+
+
+def test_mamba_mixer_d_inner_overrides_expand_and_bad_dt_init_is_refused():
+    from zoo.mixers.mamba import Mamba
+
+    m = Mamba(16, expand=2, d_inner=24, d_state=4)
+    assert m.d_inner == 24 and m.expand == 2 and m.in_proj.weight.shape == (48, 16) and m.A_log.shape == (24, 4)
+    assert Mamba(16, expand=3, d_state=4).d_inner == 48
+    with pytest.raises(ValueError) as err:
+        Mamba(16, dt_init="xavier")
+    assert str(err.value) == "Mamba dt_init must be 'random' or 'constant', got 'xavier'"

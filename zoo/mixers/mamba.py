@@ -35,11 +35,23 @@ class Mamba(nn.Module):
         dt_max: float = 0.1,
         scan_backend: str = "auto",
         conv_backend: str = "auto",
+        d_inner: int | None = None,
+        dt_init: str = "random",
+        dt_scale: float = 1.0,
+        dt_init_floor: float = 1e-4,
     ):
+        """``d_inner`` (transformers' intermediate_size) overrides ``expand * d_model``. ``dt_min``, ``dt_max``,
+        ``dt_init`` ("random": dt_proj.weight uniform in ±dt_scale/√dt_rank, "constant": all that value), ``dt_scale``
+        and ``dt_init_floor`` only shape the initialisation (mamba-ssm's dt_* / transformers' time_step_*)."""
         super().__init__()
-        self.d_inner = expand * d_model
+        if dt_init not in ("random", "constant"):
+            raise ValueError(f"Mamba dt_init must be 'random' or 'constant', got {dt_init!r}")
+        self.expand = expand
+        self.d_inner = expand * d_model if d_inner is None else int(d_inner)
         self.d_state, self.d_conv = d_state, d_conv
         self.dt_rank = math.ceil(d_model / 16) if dt_rank == "auto" else int(dt_rank)
+        self.dt_min, self.dt_max, self.dt_init, self.dt_scale, self.dt_init_floor = (
+            dt_min, dt_max, dt_init, dt_scale, dt_init_floor)
         self.scan_backend, self.conv_backend = scan_backend, conv_backend
         self.in_proj = nn.Linear(d_model, 2 * self.d_inner, bias=bias)
         self.conv1d = nn.Conv1d(self.d_inner, self.d_inner, d_conv, groups=self.d_inner, padding=d_conv - 1,
@@ -47,12 +59,27 @@ class Mamba(nn.Module):
         self.x_proj = nn.Linear(self.d_inner, self.dt_rank + 2 * d_state, bias=False)
         self.dt_proj = nn.Linear(self.dt_rank, self.d_inner, bias=True)
         self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias)
-        # S4D-real initialisation: A = -[1..N] per channel; dt spread log-uniformly in [dt_min, dt_max]
-        self.A_log = nn.Parameter(torch.log(torch.arange(1, d_state + 1, dtype=torch.float32)).repeat(self.d_inner, 1))
-        self.D = nn.Parameter(torch.ones(self.d_inner))
-        with torch.no_grad():
-            dt = torch.exp(torch.rand(self.d_inner) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
-            self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse softplus
+        self.A_log = nn.Parameter(torch.empty(self.d_inner, d_state, dtype=torch.float32))
+        self.D = nn.Parameter(torch.empty(self.d_inner))
+        self.init_ssm_parameters()
+
+    @torch.no_grad()
+    def init_ssm_parameters(self) -> None:
+        """S4D-real A = -[1..N] per channel, D = 1, dt_proj.weight by ``dt_init``, and dt = softplus(dt_proj.bias)
+        spread log-uniformly in [dt_min, dt_max] (clamped at dt_init_floor). CausalLM calls it again after its
+        generic Linear init, which would otherwise overwrite dt_proj."""
+        self.A_log.copy_(torch.log(torch.arange(1, self.d_state + 1, dtype=torch.float32,
+                                                   device=self.A_log.device)).repeat(self.d_inner, 1))
+        self.D.fill_(1.0)
+        std = self.dt_rank ** -0.5 * self.dt_scale
+        if self.dt_init == "constant":
+            self.dt_proj.weight.fill_(std)
+        else:
+            self.dt_proj.weight.uniform_(-std, std)
+        lo, hi = math.log(self.dt_min), math.log(self.dt_max)
+        dt = torch.exp(torch.rand(self.d_inner, device=self.dt_proj.bias.device) * (hi - lo) + lo)
+        dt = dt.clamp(min=self.dt_init_floor)
+        self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse softplus
 
     def _ssm_params(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """x (B, L, d_inner) → dt (B, d_inner, L) before bias/softplus, B and C (B, N, L)."""
