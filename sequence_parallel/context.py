@@ -1,4 +1,4 @@
-"""What a model needs to run its attention layers sequence-parallel, passed down through ``SeqContext.extra``.
+"""What a model needs to run its attention layers sequence-parallel, passed down as ``SeqContext.sequence_parallel``.
 
 ``CausalLM.forward(..., sequence_parallel=SequenceParallel(kind, positions, group=…))`` makes every attention mixer
 call ring / Ulysses / hybrid attention instead of local attention; RoPE still uses the (global) position ids given to

@@ -13,14 +13,19 @@ is this layer's slot in the generation cache (a dict the mixer owns) or None.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
 from .layers import make_mlp, make_norm
 from .registry import MIXERS
+
+if TYPE_CHECKING:
+    from zoo.sequence_parallel.context import SequenceParallel
+
+    from .mixers.time_attention import VariableLayout
 
 
 @dataclass
@@ -30,7 +35,9 @@ class SeqContext:
     rope: tuple[Tensor, Tensor] | None = None  # cos, sin (B, N, head_dim)
     segment_ids: Tensor | None = None  # (B, N) packed-document ids of the queries
     kv_segment_ids: Tensor | None = None  # (B, M) ids of all keys incl. cached ones
-    extra: dict[str, Any] = field(default_factory=dict)  # modality-specific (e.g. a mask_mod)
+    # set by CausalLM.forward(sequence_parallel=...): attention mixers run ring / Ulysses over the whole sequence
+    sequence_parallel: SequenceParallel | None = None
+    variables: VariableLayout | None = None  # multivariate patch layout for time_attention (Timer-XL)
 
 
 def expand_layout(layout: str | list[str], n_layer: int) -> list[str]:

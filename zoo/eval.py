@@ -8,27 +8,23 @@ as objects with ``help``, ``add_arguments(parser)`` and ``run(args) -> dict``.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 from pathlib import Path
 
 from .errors import one_line_errors
+from .plugins import EVAL_GROUP, discover
 from .registry import EVAL_TASKS
 
 PROG = "python -m zoo.eval"
 
-# modules whose import registers eval tasks; later modalities append theirs
-TASK_MODULES = ["zoo.modalities.text.eval", "zoo.modalities.video.eval", "zoo.modalities.audio.eval",
-                "zoo.modalities.timeseries.eval"]
 
 
 def build_parser(tasks: list[str] | None = None) -> argparse.ArgumentParser:
     """The parser, with the options of ``tasks`` (all when None). Options can need the task's data module (choices
     of splits, say), so ``main`` builds only the chosen task's, and ``--help`` lists the tasks without importing
     any model, data or torch."""
-    for mod in TASK_MODULES:
-        importlib.import_module(mod)
+    discover(EVAL_GROUP)  # every installed modality's tasks (zoo.plugins)
     # abbreviations off: --frame must not pass for --frames
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0], allow_abbrev=False)
     sub = parser.add_subparsers(dest="task", required=True, metavar="TASK")

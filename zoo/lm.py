@@ -192,7 +192,7 @@ class CausalLM(nn.Module):
             others = self._non_attention_mixers()
             if others:
                 raise ValueError(f"sequence parallelism covers attention layers only; this stack also has {others}")
-            ctx.extra["sequence_parallel"] = sequence_parallel
+            ctx.sequence_parallel = sequence_parallel
         for i, block in enumerate(self.blocks):
             x = block(x, ctx, cache.layers[i] if cache is not None else None)
         logits = self.lm_head(self.norm(x).to(self.lm_head.weight.dtype))  # fp32 residual stream → head's dtype
@@ -208,9 +208,10 @@ class CausalLM(nn.Module):
         return LMOutput(logits=logits, loss=loss, cache=cache)
 
     def _non_attention_mixers(self) -> set[str]:
-        """Class names of the mixers that are not attention (what sequence parallelism and padding masks cannot
-        reach inside)."""
-        return {type(block.mixer).__name__ for block in self.blocks} - {"Attention"}
+        """Class names of the mixers that do not declare ``masked_attention`` (what sequence parallelism and padding
+        masks cannot reach inside)."""
+        return {type(block.mixer).__name__ for block in self.blocks
+                if not getattr(block.mixer, "masked_attention", False)}
 
     def _padding_inputs(self, attention_mask: Tensor, segment_ids: Tensor | None, b: int, n: int, start: int):
         """attention_mask → (segment ids for the new tokens or None, position ids (B, N)). Padding gets segment id

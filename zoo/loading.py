@@ -4,7 +4,6 @@ Lightning checkpoints that ``python -m zoo.fit`` writes. Loading is strict and n
 from __future__ import annotations
 
 import difflib
-import inspect
 import json
 import logging
 import os
@@ -15,7 +14,8 @@ import torch
 from torch import nn
 
 from .checkpoints import CheckpointError, lightning_checkpoint, safetensors_load, torch_load, write_atomically
-from .registry import ARCHITECTURES, HF_FAMILIES
+from .plugins import MODEL_GROUP, discover
+from .registry import ARCHITECTURES, CHECKPOINT_LAYOUTS, HF_FAMILIES
 
 log = logging.getLogger(__name__)
 __all__ = ["CheckpointError", "CheckpointNotFoundError", "load_pretrained", "save_hf_directory", "read_state_dict"]
@@ -31,10 +31,15 @@ class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
 
 def _ensure_registered() -> None:
     from . import lm  # noqa: F401  (registers the causal LM architecture and the qwen2/llama/mamba families)
-    from .modalities.audio import qwen2_audio  # noqa: F401  (the qwen2_audio family)
-    from .modalities.genomic import caduceus  # noqa: F401  (Caduceus checkpoints written by zoo.fit)
-    from .modalities.timeseries import timer_xl  # noqa: F401  (Timer-XL, and Timer checkpoints: model_type timer)
-    from .modalities.video import longva  # noqa: F401  (LongVA: the llava_qwen family)
+
+    discover(MODEL_GROUP)  # the modalities' families (zoo.plugins)
+
+
+def checkpoint_layout(directory: Path):
+    """The registered :class:`~zoo.registry.CheckpointLayout` that recognises ``directory``, or None."""
+    _ensure_registered()
+    return next((CHECKPOINT_LAYOUTS.get(n) for n in CHECKPOINT_LAYOUTS.names()
+                 if CHECKPOINT_LAYOUTS.get(n).detect(directory)), None)
 
 
 def looks_local(text: str) -> bool:
@@ -221,10 +226,9 @@ def load_pretrained(
         config_path = path / "config.json"
         if not config_path.exists():
             raise CheckpointError(f"{path} has no config.json; is it a Hugging Face model directory?")
-        from .modalities.genomic.hyenadna import is_hyenadna_directory, load_hyenadna
-
-        if is_hyenadna_directory(path):  # HyenaDNA's own layout: config.json without model_type + weights.ckpt
-            model = load_hyenadna(path, **overrides)
+        layout = checkpoint_layout(path)
+        if layout is not None:  # a family's own layout (HyenaDNA: config.json without model_type + weights.ckpt)
+            model = layout.load(path, **overrides)
             if dtype is not None or device is not None:
                 model = model.to(device=device, dtype=dtype)
             return model.eval()
@@ -239,7 +243,7 @@ def load_pretrained(
             raise CheckpointError(f"{config_path}: model_type {model_type!r} is not one the zoo loads "
                                   f"({', '.join(HF_FAMILIES.names())})")
         family = HF_FAMILIES.get(model_type)
-        if "source" in inspect.signature(family.from_hf).parameters:  # families that resolve paths next to it
+        if getattr(family, "from_hf_takes_source", False):  # families that read files beside config.json
             overrides = {**overrides, "source": path}
         model = family.from_hf(hf_config, **overrides)
         state = model.state_dict_from_hf(read_state_dict(path))

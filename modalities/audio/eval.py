@@ -122,9 +122,9 @@ class AudioNeedleTask:
         from zoo.eval import write_json
 
         write_json(result, out_dir / "audio_needle.json")
-        from ..text.eval import plot_passkey
+        from zoo.plots import plot_accuracy_by_length
 
-        plot_passkey(runs, out_dir / "audio_needle.png", f"audio needle — {ckpt.name} (trained on "
+        plot_accuracy_by_length(runs, out_dir / "audio_needle.png", f"audio needle — {ckpt.name} (trained on "
                      f"{trained_seconds:g} s)", xlabel="audio length (s)", ylabel="exact-match accuracy",
                      depth_label="needle depth")
         print(f"wrote {out_dir / 'audio_needle.json'} and {out_dir / 'audio_needle.png'}")

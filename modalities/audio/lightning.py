@@ -11,8 +11,8 @@ from torch.utils.data import DataLoader
 
 from zoo.data import ResumableLoader, data_parallel_rank
 from zoo.lm import labels_exact_match
+from zoo.optim import adamw_warmup_cosine
 
-from ..text.lightning import adamw_warmup_cosine
 from .needle import NeedleSet, NeedleStream, NeedleTask, collate
 from .partial_yarn import VLAT_FACTORS, VLAT_MAX_TOKENS, WINDOW_TOKENS, draw_virtual_length
 from .qwen2_audio import Qwen2Audio, Qwen2AudioConfig

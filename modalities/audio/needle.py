@@ -17,8 +17,8 @@ import torch
 from torch.utils.data import Dataset
 
 from zoo.data import SampleStream
+from zoo.tokenizers import ByteTokenizer
 
-from ..text.tokenizer import ByteTokenizer
 from .features import SAMPLE_RATE, audio_features
 from .qwen2_audio import encoder_output_lengths
 

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..text.tokenizer import ByteTokenizer, stream_text
+from zoo.tokenizers import ByteTokenizer, stream_text
+
 from .features import audio_features, check_audio, iter_audio_features
 from .qwen2_audio import Qwen2Audio, encoder_output_lengths
 

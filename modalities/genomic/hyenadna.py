@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from zoo.lm import CausalLM, LMConfig
+from zoo.registry import CHECKPOINT_LAYOUTS, CheckpointLayout
 
 HYENADNA_SHIFT = 0.05
 
@@ -128,3 +129,7 @@ def is_hyenadna_directory(directory: Path) -> bool:
         return False
     cfg = json.loads((directory / "config.json").read_text())
     return "model_type" not in cfg and "layer" in cfg and "d_model" in cfg
+
+
+CHECKPOINT_LAYOUTS.register("hyenadna")(CheckpointLayout(detect=is_hyenadna_directory, load=load_hyenadna,
+                                                                  tokenizer="char"))

@@ -13,11 +13,10 @@ import lightning as L
 
 from zoo.data import ResumableLoader, data_parallel_rank
 from zoo.lm import CausalLM, LMConfig
+from zoo.metrics import answer_exact_match
+from zoo.optim import adamw_warmup_cosine
 
 from .caduceus import Caduceus, CaduceusConfig
-
-from ..text.lightning import adamw_warmup_cosine
-from ..text.passkey import answer_exact_match
 from .fasta import FastaWindows
 from .passkey import DnaPasskeySet, DnaPasskeyStream, masked_exact_match
 from .proteins import STANDARD, ProteinRecords, synthetic_protein_file

@@ -19,8 +19,8 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from zoo.data import SampleStream
+from zoo.metrics import answer_exact_match
 
-from ..text.passkey import answer_exact_match
 from .tokenizers import CharTokenizer
 
 _TOK = CharTokenizer()
@@ -113,7 +113,7 @@ def masked_exact_match(logits: Tensor, labels: Tensor, answer_mask: Tensor) -> T
 
 
 def eval_hooks(key_len: int, masked: bool):
-    """(make_set, score) for ``zoo.modalities.text.eval.passkey_accuracy``: this task's samples for a checkpoint
+    """(make_set, score) for the passkey task's ``passkey_accuracy``: this task's samples for a checkpoint
     trained with ``key_len``-base keys, scored causally or, for a masked LM, at the [MASK] positions."""
 
     def make_set(length, depths, n, seed):

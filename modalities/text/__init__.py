@@ -5,6 +5,5 @@ from zoo.lazy import lazy_exports
 # imported on first use (zoo.lazy): importing the package, or its eval module, imports nothing heavy
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     ".lightning": ["LMModule", "PasskeyDataModule"],
-    ".passkey": ["PasskeySet", "PasskeyStream", "answer_exact_match", "make_passkey_sample"],
-    ".tokenizer": ["ByteTokenizer"],
+    ".passkey": ["PasskeySet", "PasskeyStream", "make_passkey_sample"],
 })

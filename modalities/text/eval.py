@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 
 from zoo.arguments import fractions, int_at_least, positive_float, positive_int, positive_ints
-from zoo.registry import EVAL_TASKS
+from zoo.plots import plot_accuracy_by_length
+from zoo.registry import EVAL_TASKS, PASSKEY_VARIANTS
 
 # torch and the data are imported where they are used: `python -m zoo.eval --help` imports only this file's arguments
 
@@ -26,7 +27,7 @@ def require_token_model(model, ckpt: Path, task: str) -> None:
 
 
 def causal_exact_match(logits, batch):
-    from .passkey import answer_exact_match
+    from zoo.metrics import answer_exact_match
 
     return answer_exact_match(logits, batch["input_ids"], batch["answer_mask"])
 
@@ -59,78 +60,29 @@ def passkey_accuracy(model, lengths, depths, samples_per_depth: int, batch_size:
 
 
 def passkey_data(ckpt: Path, model) -> dict:
-    """Which passkey a checkpoint was trained for: DNA (character ids) or byte-level text, its training length, and
-    for DNA the key length and whether the model is a masked LM."""
-    from zoo.loading import checkpoint_hparams
-    from zoo.modalities.genomic.hyenadna import is_hyenadna_directory
+    """Which passkey a checkpoint was trained for, from its tokenizer: byte-level text, or a variant another
+    modality registered in ``PASSKEY_VARIANTS`` (DNA for character tokens); its kind, training length, and the
+    sample maker and scorer for :func:`passkey_accuracy`."""
+    from zoo.loading import checkpoint_hparams, checkpoint_layout
+    from zoo.plugins import EVAL_GROUP, discover
 
     hp = checkpoint_hparams(ckpt)
     data_hp = hp.get("datamodule_hyper_parameters") or {}
     tokenizer = ((hp.get("hyper_parameters") or {}).get("zoo_model") or {}).get("tokenizer")
-    if tokenizer is None and ckpt.is_dir() and is_hyenadna_directory(ckpt):
-        tokenizer = "char"
+    layout = checkpoint_layout(ckpt) if tokenizer is None and ckpt.is_dir() else None
+    if layout is not None:  # a family's own layout names its tokenizer (HyenaDNA: characters)
+        tokenizer = layout.tokenizer
     trained = data_hp.get("seq_len") or getattr(model.config, "max_position_embeddings", None)
     if trained is None:
         raise SystemExit(f"--ckpt {ckpt}: cannot tell the training length (no data seq_len, no "
                          "max_position_embeddings)")
-    if tokenizer in ("kmer", "protein"):
-        raise SystemExit(f"--ckpt {ckpt}: a {tokenizer}-token model; the passkey runs on byte-level text or "
-                         "character-level DNA models")
-    if tokenizer != "char":
-        return {"kind": "text", "trained_length": trained}
-    return {"kind": "dna", "trained_length": trained, "key_len": data_hp.get("key_len", 6),
-            "masked": not getattr(model, "is_causal", True)}
-
-
-def _tick(n: float) -> str:
-    """512 → '512', 32768 → '32K': long-context lengths stay readable side by side."""
-    return f"{n / 1024:g}K" if n >= 2048 and n % 1024 == 0 else f"{n:g}"
-
-
-def plot_passkey(runs: dict[str, dict], path: Path, title: str, xlabel: str = "context length (tokens)",
-                 ylabel: str = "passkey accuracy", depth_label: str = "key depth") -> None:
-    """Accuracy against length for every run, beside one depth × length heatmap per run (other needle tasks too)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n = len(runs)
-    fig, axes = plt.subplots(1, 1 + n, figsize=(5 + 4 * n, 4), squeeze=False)
-    ax = axes[0, 0]
-    for name, run in runs.items():
-        lengths = [float(k) for k in run["accuracy"]]
-        ax.plot(lengths, list(run["accuracy"].values()), marker="o", label=name)
-    if "trained_length" in next(iter(runs.values())):
-        ax.axvline(next(iter(runs.values()))["trained_length"], color="gray", ls="--", lw=1, label="training length")
-    ax.set_xscale("log", base=2)
-    all_lengths = sorted({float(k) for run in runs.values() for k in run["accuracy"]})
-    ax.set_xticks(all_lengths, [_tick(n) for n in all_lengths])
-    ax.minorticks_off()
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_ylim(-0.02, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize=8)
-    ax.set_title("accuracy vs length")
-    for i, (name, run) in enumerate(runs.items(), 1):
-        ax = axes[0, i]
-        lengths = list(run["accuracy_by_depth"])
-        depths = list(next(iter(run["accuracy_by_depth"].values())))
-        grid = [[run["accuracy_by_depth"][length][d] for length in lengths] for d in depths]
-        im = ax.imshow(grid, vmin=0, vmax=1, cmap="RdYlGn", aspect="auto", origin="upper")
-        ax.set_xticks(range(len(lengths)), [_tick(float(n)) for n in lengths])
-        ax.set_yticks(range(len(depths)), depths)
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(depth_label)
-        ax.set_title(f"{name}: by depth", fontsize=10)
-        for y, row in enumerate(grid):
-            for x, v in enumerate(row):
-                ax.text(x, y, f"{v:.2f}", ha="center", va="center", fontsize=8)
-    fig.colorbar(im, ax=axes[0, 1:].tolist())
-    fig.suptitle(title)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    if tokenizer is None:  # the byte tokenizer, which text checkpoints do not record
+        return {"kind": "text", "trained_length": trained, "make_set": None, "score": causal_exact_match}
+    discover(EVAL_GROUP)  # the variants other modalities register
+    if tokenizer not in PASSKEY_VARIANTS:
+        raise SystemExit(f"--ckpt {ckpt}: a {tokenizer}-token model; the passkey runs on byte-level text or on "
+                         f"the token sets {', '.join(PASSKEY_VARIANTS.names()) or 'none'} registered for it")
+    return {"trained_length": trained, **PASSKEY_VARIANTS.get(tokenizer)(data_hp, model)}
 
 
 def plot_passkey_files(files: dict[str, Path], path: Path, title: str) -> None:
@@ -143,7 +95,7 @@ def plot_passkey_files(files: dict[str, Path], path: Path, title: str) -> None:
         r = json.loads(Path(f).read_text())
         runs[label] = {"accuracy": r["accuracy"], "accuracy_by_depth": r["accuracy_by_depth"],
                        "trained_length": r["trained_length"]}
-    plot_passkey(runs, path, title)
+    plot_accuracy_by_length(runs, path, title)
 
 
 class PasskeyTask:
@@ -174,11 +126,7 @@ class PasskeyTask:
         require_token_model(base, ckpt, "passkey")
         data = passkey_data(ckpt, base)
         trained = data["trained_length"]
-        make_set, score = None, causal_exact_match
-        if data["kind"] == "dna":
-            from zoo.modalities.genomic.passkey import eval_hooks
-
-            make_set, score = eval_hooks(data["key_len"], data["masked"])
+        make_set, score = data["make_set"], data["score"]
         scalings = [s.strip() for s in args.rope_scaling.split(",") if s.strip()]
         if any(s != "none" for s in scalings) and getattr(base, "rotary", None) is None:
             raise SystemExit(f"--rope-scaling {args.rope_scaling}: {type(base).__name__} has no RoPE to scale")
@@ -231,7 +179,7 @@ class PasskeyTask:
         factor_note = f"factor {args.rope_factor:g}" if args.rope_factor else f"factor = length / {trained}"
         what = "DNA passkey" if data["kind"] == "dna" else "passkey"
         scaled = f"; scaled runs: {factor_note}" if len(runs) > 1 or "none" not in runs else ""
-        plot_passkey(runs, out_dir / f"{stem}.png", f"{what} retrieval — {ckpt.name} (trained at {trained}{scaled})")
+        plot_accuracy_by_length(runs, out_dir / f"{stem}.png", f"{what} retrieval — {ckpt.name} (trained at {trained}{scaled})")
         print(f"wrote {out_dir / (stem + '.json')} and {out_dir / (stem + '.png')}")
         return result
 

@@ -2,39 +2,16 @@
 
 from __future__ import annotations
 
-import math
-
 import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
 from zoo.data import ResumableLoader, data_parallel_rank
 from zoo.lm import CausalLM, LMConfig
+from zoo.metrics import answer_exact_match
+from zoo.optim import adamw_warmup_cosine
 
-from .passkey import PasskeySet, PasskeyStream, answer_exact_match
-
-
-def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_ratio: float) -> float:
-    """LR multiplier: linear warm-up to 1, then cosine down to ``min_ratio`` at ``total_steps``."""
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-def adamw_warmup_cosine(module: L.LightningModule, lr: float, weight_decay: float, betas: tuple[float, float],
-                        warmup_steps: int, min_lr_ratio: float, decay_1d: bool = False) -> dict:
-    """AdamW (1-D parameters exempt from weight decay unless ``decay_1d``) with a per-step warm-up + cosine schedule
-    to ``trainer.max_steps`` (10,000 when configured outside a Trainer or without max_steps)."""
-    params = list(module.parameters())
-    decay = [p for p in params if p.dim() >= 2 or decay_1d]
-    no_decay = [p for p in params if p.dim() < 2 and not decay_1d]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=betas)
-    trainer = module._trainer
-    total = trainer.max_steps if trainer is not None and trainer.max_steps > 0 else 10_000
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, warmup_steps, total, min_lr_ratio))
-    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+from .passkey import PasskeySet, PasskeyStream
 
 
 class LMModule(L.LightningModule):

@@ -15,8 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from zoo.data import SampleStream
-
-from .tokenizer import ByteTokenizer
+from zoo.tokenizers import ByteTokenizer
 
 FILLER = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again. "
 QUESTION = "What is the pass key? The pass key is "
@@ -111,12 +110,3 @@ class PasskeySet(Dataset):
         ex = _to_example(self.samples[i], self.loss_on)
         ex["depth"] = torch.tensor(self.samples[i].depth)
         return ex
-
-
-def answer_exact_match(logits: torch.Tensor, input_ids: torch.Tensor, answer_mask: torch.Tensor) -> torch.Tensor:
-    """Per-sample 1.0 when every answer token is the argmax of the logits one step before it, else 0.0."""
-    pred = logits[:, :-1].argmax(-1)
-    target = input_ids[:, 1:]
-    mask = answer_mask[:, 1:]
-    wrong = (pred != target) & mask
-    return (~wrong.any(dim=1)).float()

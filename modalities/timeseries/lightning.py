@@ -11,8 +11,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from zoo.data import ResumableLoader, data_parallel_rank
-
-from zoo.modalities.text.lightning import adamw_warmup_cosine
+from zoo.optim import adamw_warmup_cosine
 
 from .data import SeriesWindows, load_benchmark
 from .timer_xl import TimerXL, TimerXLConfig

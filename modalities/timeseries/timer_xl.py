@@ -102,7 +102,7 @@ class TimerXL(nn.Module):
             layout = VariableLayout(n_vars, n_patches, dependency)
         rows, vars_per_row = patches.shape[:2]
         h = self.embed(patches.reshape(rows, vars_per_row * n_patches, p))
-        ctx = SeqContext(rope=self.rope(layout.patch_ids(h.device)), extra={"variables": layout})
+        ctx = SeqContext(rope=self.rope(layout.patch_ids(h.device)), variables=layout)
         for block in self.blocks:
             h = block(h, ctx)
         out = self.head(self.norm(h))  # (rows, vars_per_row · N, P)

@@ -11,8 +11,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from zoo.data import ResumableLoader, data_parallel_rank
+from zoo.optim import adamw_warmup_cosine
 
-from ..text.lightning import adamw_warmup_cosine
 from .longva import IMAGE_TOKEN_INDEX, LongVA, LongVAConfig
 from .vniah import Haystack, VNIAHSet, VNIAHStream, collate, haystack_path, labels_exact_match
 

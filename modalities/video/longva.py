@@ -318,6 +318,8 @@ class LongVA(nn.Module):
     def from_config_dict(cls, d: dict, **overrides) -> LongVA:
         return cls(LongVAConfig(**{**d, **overrides}))
 
+    from_hf_takes_source = True  # the vision tower's config can sit beside config.json
+
     @classmethod
     def from_hf(cls, hf_config: dict, *, source: Path | None = None, **overrides) -> LongVA:
         """A LongVA / LLaVA-Qwen config.json → this model. The vision tower's shape comes from ``mm_vision_tower``:

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..text.tokenizer import ByteTokenizer, stream_text
+from zoo.tokenizers import ByteTokenizer, stream_text
+
 from .frames import read_frames
 from .longva import IMAGE_TOKEN_INDEX, LongVA, preprocess_frames
 

@@ -23,8 +23,8 @@ from torch.utils.data import Dataset
 from zoo.data import SampleStream
 from zoo.lm import labels_exact_match  # noqa: F401  (re-exported: V-NIAH's scoring)
 from zoo.paths import cache_dir
+from zoo.tokenizers import ByteTokenizer
 
-from ..text.tokenizer import ByteTokenizer
 from .frames import read_frames
 from .longva import preprocess_frames
 from .qa import prompt_ids

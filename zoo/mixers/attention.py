@@ -26,6 +26,10 @@ def head_geometry(d_model: int, n_head: int, n_kv_head: int, head_dim: int | Non
 
 @register_mixer("attention")
 class Attention(nn.Module):
+    # tokens meet only through the mask built from ctx: padding (segment id -1) and sequence-parallel attention
+    # reach inside it. A mixer with state or its own mask leaves this False (the default for any mixer).
+    masked_attention = True
+
     def __init__(
         self,
         d_model: int,
@@ -81,7 +85,7 @@ class Attention(nn.Module):
     def forward(self, x: Tensor, ctx: SeqContext, state: dict | None = None) -> Tensor:
         n = x.shape[1]
         q, k, v = self.project(x, ctx, state)
-        sp = ctx.extra.get("sequence_parallel")
+        sp = ctx.sequence_parallel
         if sp is not None:  # the sequence is split over ranks: ring / Ulysses attention over the whole of it
             if state is not None or self.window is not None or self.window_size is not None \
                     or self.sink_logits is not None:
@@ -93,7 +97,6 @@ class Attention(nn.Module):
             kv_segment_ids=ctx.kv_segment_ids,
             window=self.window,
             window_size=self.window_size,
-            mask_mod=ctx.extra.get("mask_mod"),
             n_q=n,
             n_k=k.shape[2],
         )

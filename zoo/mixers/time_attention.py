@@ -2,7 +2,7 @@
 for same- versus other-variable pairs.
 
 The model lays tokens out variable-major (token ``c · n_patches + t`` is patch t of variable c) and passes the layout
-in ``ctx.extra["variables"]``, a :class:`VariableLayout`. The mask is ``dependency[c_q, c_k] ∧ t_k ≤ t_q``: a token
+in ``ctx.variables``, a :class:`VariableLayout`. The mask is ``dependency[c_q, c_k] ∧ t_k ≤ t_q``: a token
 sees every earlier or simultaneous patch of the variables it depends on and no future patch of any variable. RoPE
 (``ctx.rope``) carries the patch index t, so position is temporal only; which variable a key belongs to reaches the
 scores through the bias alone, which keeps the model equivariant to the order of variables.
@@ -53,6 +53,8 @@ class VariableLayout:
 
 @register_mixer("time_attention")
 class TimeAttention(Attention):
+    masked_attention = False  # its Kronecker mask ignores segment ids, and it has no sequence-parallel path
+
     def __init__(self, d_model: int, n_head: int, variable_bias: bool = True, **kwargs):
         if kwargs.get("causal"):
             raise ValueError("time_attention builds its own Kronecker mask; do not pass causal=True")
@@ -61,9 +63,9 @@ class TimeAttention(Attention):
         self.variable_bias = nn.Parameter(torch.zeros(n_head, 2)) if variable_bias else None
 
     def forward(self, x: Tensor, ctx: SeqContext, state: dict | None = None) -> Tensor:
-        layout: VariableLayout | None = ctx.extra.get("variables")
+        layout = ctx.variables
         if layout is None:
-            raise ValueError('time_attention needs ctx.extra["variables"] (a VariableLayout) from its model')
+            raise ValueError("time_attention needs ctx.variables (a VariableLayout) from its model")
         if x.shape[1] != layout.n_vars * layout.n_patches:
             raise ValueError(
                 f"time_attention got {x.shape[1]} tokens for {layout.n_vars} variables × {layout.n_patches} patches"

@@ -8,7 +8,7 @@ import torch
 
 from zoo.modalities.audio.needle import (DTMF_COLS, DTMF_ROWS, QUESTION, NeedleSet, NeedleTask, collate,
                                          dtmf_frequencies, encode_prompt, insert_needle, make_haystack, render_code)
-from zoo.modalities.text.tokenizer import ByteTokenizer
+from zoo.tokenizers import ByteTokenizer
 
 
 def _peaks(x, n=2):

@@ -3,7 +3,9 @@
 import pytest
 import torch
 
-from zoo.modalities.text import ByteTokenizer, PasskeySet, PasskeyStream, answer_exact_match, make_passkey_sample
+from zoo.metrics import answer_exact_match
+from zoo.modalities.text import PasskeySet, PasskeyStream, make_passkey_sample
+from zoo.tokenizers import ByteTokenizer
 from zoo.modalities.text.passkey import QUESTION
 
 

@@ -84,11 +84,11 @@ def test_one_variable_time_attention_is_causal_attention():
     plain = Attention(16, 2, causal=True)
     plain.load_state_dict({k: v for k, v in ta.state_dict().items() if k != "variable_bias"})
     x = torch.randn(2, 9, 16)
-    got = ta(x, SeqContext(extra={"variables": VariableLayout(1, 9)}))
+    got = ta(x, SeqContext(variables=VariableLayout(1, 9)))
     torch.testing.assert_close(got, plain(x, SeqContext()), atol=1e-6, rtol=1e-6)
     with pytest.raises(ValueError, match=r"time_attention got 9 tokens for 2 variables × 5 patches"):
-        ta(x, SeqContext(extra={"variables": VariableLayout(2, 5)}))
-    with pytest.raises(ValueError, match=r'time_attention needs ctx.extra\["variables"\]'):
+        ta(x, SeqContext(variables=VariableLayout(2, 5)))
+    with pytest.raises(ValueError, match=r"time_attention needs ctx.variables \(a VariableLayout\)"):
         ta(x, SeqContext())
 
 

@@ -1,4 +1,5 @@
-"""Byte-level tokenizer: every UTF-8 byte is a token, plus BOS/EOS/PAD. Needs no vocabulary file or download."""
+"""Tokenizers shared by several modalities. Byte-level: every UTF-8 byte is a token, plus BOS/EOS/PAD; needs no
+vocabulary file or download (text, and the text of video and audio QA / needle prompts)."""
 
 from __future__ import annotations
 
