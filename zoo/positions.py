@@ -1,6 +1,7 @@
 """Rotary position embeddings with float positions, frequency scaling and per-frequency-band positions.
 
-One module for every position scheme in the zoo:
+One module for every position scheme in the zoo (the position-id schemes — plain, V2PE, span remapping for Partial
+YaRN / VLAT — are at the end, registered in ``zoo.registry.POSITIONS``):
 - positions are floats, so V2PE can advance visual tokens by fractional steps;
 - ``scaling`` rescales the frequencies: ``linear`` (position interpolation), ``ntk`` (static NTK-aware base change),
   ``dynamic`` (NTK base recomputed from the current length, as transformers does), ``yarn`` (per-band blend of
@@ -18,6 +19,8 @@ from dataclasses import asdict, dataclass, fields
 
 import torch
 from torch import Tensor, nn
+
+from .registry import POSITIONS
 
 SCALING_TYPES = ("none", "linear", "ntk", "dynamic", "yarn")
 
@@ -183,3 +186,108 @@ def band_position_ids(original: Tensor, remapped: Tensor, start_dim: int, n_freq
         raise ValueError(f"original {tuple(original.shape)} and remapped {tuple(remapped.shape)} positions differ")
     use_remapped = torch.arange(n_freq, device=original.device) >= start_dim
     return torch.where(use_remapped, remapped.float()[..., None], original.float()[..., None])
+
+
+# ---- position-id schemes ----------------------------------------------------------------------------------------
+# One interface for every model: ``scheme(is_media (N,) bool, **params) -> (N,) float32`` positions for one sequence
+# whose media tokens (frames, audio windows, ...) are marked; registered by name in POSITIONS (zoo.registry) so that
+# configs can name them. Computed in float64 and returned as float32 whatever the default dtype (bf16 would collapse
+# V2PE's fractional steps past position 256).
+
+_CEIL_TOLERANCE = 1e-9  # a run that ends within this of an integer ends on it (k·δ in floats: 30 × 0.1 = 3.0000000000000004)
+
+
+def media_spans(is_media: Tensor) -> list[tuple[int, int]]:
+    """(N,) bool → [(start, end)) of each run of media tokens, in order (vectorised: no per-token Python step)."""
+    flags = is_media.detach().to("cpu", torch.int8)
+    edges = torch.diff(flags, prepend=flags.new_zeros(1), append=flags.new_zeros(1))
+    starts = (edges == 1).nonzero().flatten().tolist()
+    ends = (edges == -1).nonzero().flatten().tolist()
+    return list(zip(starts, ends))
+
+
+def _runs(is_media: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Run-length encoding of a bool (N,): (starts, lengths, is_media per run)."""
+    flags = is_media.detach().to("cpu", torch.bool)
+    change = torch.ones(flags.shape[0], dtype=torch.bool)
+    change[1:] = flags[1:] != flags[:-1]
+    starts = change.nonzero().flatten()
+    lengths = torch.diff(starts, append=torch.tensor([flags.shape[0]]))
+    return starts, lengths, flags[starts]
+
+
+def _ceil(x: Tensor) -> Tensor:
+    return torch.ceil(x - _CEIL_TOLERANCE * x.abs().clamp(min=1))
+
+
+def plain_positions(is_media: Tensor) -> Tensor:
+    """0, 1, 2, ... for every token, media or not."""
+    return torch.arange(is_media.shape[0], dtype=torch.float32, device=is_media.device)
+
+
+def v2pe_positions(is_media: Tensor, delta: float) -> Tensor:
+    """V2PE (Ge et al., 2024): text steps by 1, media tokens by δ, and the token after a media run resumes at
+    ceil(last media position) + 1; the first media token after text steps by 1. (N,) bool → (N,) float32.
+
+    Vectorised over runs: a run starting at integer S holds S + j·step, and the next run starts at
+    ceil(S + (len − 1)·step) + 1; only the run starts are a (short) cumulative loop over runs, not tokens."""
+    n = is_media.shape[0]
+    if n == 0:
+        return torch.empty(0, dtype=torch.float32, device=is_media.device)
+    starts, lengths, media = _runs(is_media)
+    step = torch.where(media, torch.tensor(float(delta), dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64))
+    span = (lengths - 1).double() * step  # last position of each run minus its first
+    run_first = torch.zeros(len(starts), dtype=torch.float64)
+    if len(starts) > 1:  # S_{k+1} = ceil(S_k + span_k) + 1; S_k is an integer, so S_{k+1} - S_k = ceil(span_k) + 1
+        run_first[1:] = torch.cumsum(_ceil(span[:-1]) + 1, 0)
+    within = torch.arange(n, dtype=torch.float64) - torch.repeat_interleave(starts, lengths).double()
+    pos = torch.repeat_interleave(run_first, lengths) + within * torch.repeat_interleave(step, lengths)
+    return pos.float().to(is_media.device)
+
+
+def v2pe_positions_ref(is_media: Tensor, delta: float) -> Tensor:
+    """The V2PE rule one token at a time (the twin :func:`v2pe_positions` is tested against)."""
+    vis = is_media.tolist()
+    pos = torch.empty(len(vis), dtype=torch.float64)
+    p = 0.0
+    for i, v in enumerate(vis):
+        if i == 0:
+            p = 0.0
+        elif v:
+            p = p + (float(delta) if vis[i - 1] else 1.0)
+        else:
+            p = (float(_ceil(torch.tensor(p))) if vis[i - 1] else p) + 1.0
+        pos[i] = p
+    return pos.float().to(is_media.device)
+
+
+def remapped_positions(is_media: Tensor, targets: list[int | None]) -> Tensor:
+    """Span remapping (Partial YaRN / VLAT): media span k of length L is spread over ``targets[k]`` positions
+    (``linspace(s, s + target − 1, L)``) and everything after it shifts by ``target − L``; a None target keeps the
+    span as is. (N,) bool → (N,) float32; one step per span, none per token."""
+    n = is_media.shape[0]
+    pos = torch.arange(n, dtype=torch.float64)
+    out = torch.empty(n, dtype=torch.float64)
+    shift, prev = 0.0, 0  # remapped − original position for the tokens after the spans seen so far
+    for (a, b), target in zip(media_spans(is_media), targets):
+        out[prev:a] = pos[prev:a] + shift
+        length = b - a
+        if target is None or target == length:
+            out[a:b] = pos[a:b] + shift
+        else:
+            start = a + shift
+            out[a:b] = torch.linspace(start, start + target - 1, length, dtype=torch.float64) if length > 1 else start
+            shift += target - length
+        prev = b
+    out[prev:] = pos[prev:] + shift
+    return out.float().to(is_media.device)
+
+
+POSITIONS.register("plain")(plain_positions)
+POSITIONS.register("v2pe")(v2pe_positions)
+POSITIONS.register("span_remap")(remapped_positions)
+
+
+def position_ids(scheme: str, is_media: Tensor, **params) -> Tensor:
+    """Positions of one sequence under a registered scheme: ``position_ids("v2pe", is_media, delta=0.25)``."""
+    return POSITIONS.get(scheme)(is_media, **params)

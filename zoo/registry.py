@@ -51,6 +51,9 @@ ARCHITECTURES: Registry[type] = Registry("architecture")
 
 
 
+# position-id schemes: fn(is_media (N,) bool, **params) -> (N,) float32 positions (zoo.positions)
+POSITIONS: Registry[Callable] = Registry("position scheme")
+register_positions = POSITIONS.register
 # passkey retrieval for other token sets than bytes: tokenizer name (a checkpoint's zoo_model.tokenizer) →
 # fn(datamodule_hparams, model) -> {"kind", "make_set", "score", ...} for ``python -m zoo.eval passkey``
 PASSKEY_VARIANTS: Registry[Callable] = Registry("passkey variant")

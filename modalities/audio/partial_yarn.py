@@ -27,7 +27,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from zoo.positions import band_position_ids
+from zoo.positions import band_position_ids, remapped_positions
+from zoo.positions import media_spans as audio_spans
 
 WINDOW_TOKENS = 750  # audio tokens per 30 s window after the encoder's 2× pooling
 VLAT_FACTORS = (1, 5, 10, 15, 20, 25)
@@ -45,41 +46,6 @@ class PartialYarnConfig:
             raise ValueError(f"partial_yarn.temperature must be > 0, got {self.temperature}")
         if self.window < 1:
             raise ValueError(f"partial_yarn.window must be ≥ 1, got {self.window}")
-
-
-def audio_spans(is_audio: Tensor) -> list[tuple[int, int]]:
-    """(N,) bool → [(start, end)) of each run of audio tokens, in order."""
-    flags = is_audio.to(torch.int8).tolist()
-    spans, start = [], None
-    for i, f in enumerate(flags + [0]):
-        if f and start is None:
-            start = i
-        elif not f and start is not None:
-            spans.append((start, i))
-            start = None
-    return spans
-
-
-def remapped_positions(is_audio: Tensor, targets: list[int | None]) -> Tensor:
-    """(N,) float positions where audio span k of length L is spread over ``targets[k]`` positions
-    (``linspace(s, s + target − 1, L)``) and everything after shifts accordingly; a None target keeps the span as is."""
-    n = is_audio.shape[0]
-    pos = torch.arange(n, dtype=torch.float64)
-    shift = 0.0  # remapped position − original position, for the tokens after the spans seen so far
-    prev = 0
-    out = torch.empty(n, dtype=torch.float64)
-    for (a, b), target in zip(audio_spans(is_audio), targets):
-        out[prev:a] = pos[prev:a] + shift
-        length = b - a
-        if target is None or target == length:
-            out[a:b] = pos[a:b] + shift
-        else:
-            s = a + shift
-            out[a:b] = torch.linspace(s, s + target - 1, length, dtype=torch.float64) if length > 1 else s
-            shift += target - length
-        prev = b
-    out[prev:] = pos[prev:] + shift
-    return out.float()
 
 
 def partial_yarn_inputs(is_audio: Tensor, n_freq: int, config: PartialYarnConfig,

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from zoo.lm import (CausalLM, LMConfig, LMOutput, check_left_padded, hf_config_from_lm, hf_to_zoo_key,
                     lm_config_from_hf, zoo_to_hf_key)
+from zoo.positions import v2pe_positions
 from zoo.registry import ARCHITECTURES, HF_FAMILIES, register_model
 
 IMAGE_TOKEN_INDEX = -200  # LLaVA's placeholder id inside input_ids
@@ -62,23 +63,6 @@ class LongVAConfig:
             raise ValueError(f"LongVAConfig.spatial_pool_mode must be 'average' or 'max', got {self.spatial_pool_mode!r}")
         if self.v2pe_delta is not None and not 0 < self.v2pe_delta <= 1:
             raise ValueError(f"LongVAConfig.v2pe_delta must lie in (0, 1], got {self.v2pe_delta}")
-
-
-def v2pe_positions(is_visual: Tensor, delta: float | Tensor) -> Tensor:
-    """Float positions for one sequence: text steps by 1, visual tokens by δ, and text after a visual span resumes at
-    ceil(last visual position) + 1. is_visual (N,) bool → (N,) float32."""
-    vis = is_visual.tolist()
-    pos = torch.empty(len(vis), dtype=torch.float64)
-    p = -1.0
-    for i, v in enumerate(vis):
-        if i == 0:
-            p = 0.0
-        elif v:
-            p = p + (float(delta) if vis[i - 1] else 1.0)  # the first visual token after text steps by 1
-        else:
-            p = (math.ceil(p) if vis[i - 1] else p) + 1.0
-        pos[i] = p
-    return pos.float()
 
 
 def preprocess_frames(frames, image_size: int, mean=CLIP_MEAN, std=CLIP_STD) -> Tensor:
