@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from zoo.block import Block, SeqContext
 from zoo.lm import CausalLM, LMConfig, LMOutput, hf_config_from_lm, hf_to_zoo_key, lm_config_from_hf, zoo_to_hf_key
+from zoo.media import splice_media
 from zoo.registry import ARCHITECTURES, HF_FAMILIES
 
 from .partial_yarn import PartialYarnConfig, partial_yarn_inputs
@@ -161,16 +162,17 @@ class Qwen2Audio(nn.Module):
         """Keyword inputs of :class:`CausalLM` for a batch: inputs_embeds with the audio spliced in, position ids
         (per frequency pair under Partial YaRN), rope_cos_scale, and segment ids masking padded text."""
         is_audio = input_ids == self.config.audio_token_id
-        embeds = self.lm.embed(input_ids.masked_fill(is_audio, 0))
         n_slots = int(is_audio.sum())
+        audio = None
         if input_features is not None:
             audio = self.encode_audio(input_features, feature_attention_mask)
             if audio.shape[0] != n_slots:
                 raise ValueError(f"the audio gives {audio.shape[0]} tokens but input_ids hold {n_slots} audio tokens "
                                  f"(id {self.config.audio_token_id}); expand one per token as the processor does")
-            embeds = embeds.masked_scatter(is_audio[..., None], audio.to(embeds.dtype))
         elif n_slots:
             raise ValueError(f"input_ids hold {n_slots} audio tokens but no input_features were given")
+        # the processor already wrote one placeholder per audio token: each stands for one
+        embeds = splice_media(input_ids, self.config.audio_token_id, audio, [1] * n_slots, self.lm.embed).embeds
         b, n = input_ids.shape
         kwargs: dict[str, Any] = {"inputs_embeds": embeds}
         # positions count every slot, padding included, as transformers' Qwen2 does without position_ids

@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from zoo.data import ResumableLoader, data_parallel_rank
+from zoo.media import splice_labels
 from zoo.optim import adamw_warmup_cosine
 
 from .longva import IMAGE_TOKEN_INDEX, LongVA, LongVAConfig
@@ -163,15 +164,12 @@ def _check_same_batch(batch: dict, group) -> None:
 
 def expanded_labels(model: LongVA, batch: dict) -> torch.Tensor:
     """The batch's labels in the expanded (frame tokens spliced in) coordinates, without encoding any frame."""
-    tokens = model.tokens_per_frame
-    rows = []
-    for ids, labels, video in zip(batch["input_ids"], batch["labels"], batch["videos"]):
-        parts = []
-        for tok, lab in zip(ids.tolist(), labels.tolist()):
-            parts += [-100] * (len(video) * tokens) if tok == IMAGE_TOKEN_INDEX else [lab]
-        rows.append(parts)
-    n = max(len(r) for r in rows)
-    return torch.tensor([r + [-100] * (n - len(r)) for r in rows], device=batch["input_ids"].device)
+    ids = batch["input_ids"]
+    per_row = (ids == IMAGE_TOKEN_INDEX).sum(1).tolist()
+    if any(k != 1 for k in per_row):
+        raise ValueError(f"V-NIAH batches hold one video placeholder per row, got {per_row}")
+    lengths = [len(video) * model.tokens_per_frame for video in batch["videos"]]
+    return splice_labels(ids, batch["labels"], IMAGE_TOKEN_INDEX, lengths)
 
 
 class VNIAHDataModule(L.LightningDataModule):

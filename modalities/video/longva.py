@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from zoo.lm import (CausalLM, LMConfig, LMOutput, check_left_padded, hf_config_from_lm, hf_to_zoo_key,
                     lm_config_from_hf, zoo_to_hf_key)
+from zoo.media import splice_media
 from zoo.positions import v2pe_positions
 from zoo.registry import ARCHITECTURES, HF_FAMILIES, register_model
 
@@ -158,50 +159,25 @@ class LongVA(nn.Module):
         n_placeholders = int((input_ids == IMAGE_TOKEN_INDEX).sum())
         if n_placeholders != len(videos):
             raise ValueError(f"input_ids hold {n_placeholders} image placeholders but {len(videos)} videos were given")
-        # every video's frames through the tower in one batch, then split back per video
+        # every video's frames through the tower in one batch; each placeholder stands for T × tokens-per-frame
         if frame_features is None and videos:
             frame_features = self.encode_frames(torch.cat(videos))
-        encoded = frame_features.split([len(v) for v in videos]) if videos else ()
-        feats = iter([f.flatten(0, 1) for f in encoded])
-        embed = self.lm.embed
-        rows, row_labels, row_visual = [], [], []
-        for b in range(input_ids.shape[0]):
-            ids = input_ids[b]
-            spots = (ids == IMAGE_TOKEN_INDEX).nonzero().flatten().tolist()
-            parts, labs, vis = [], [], []
-            prev = 0
-            for spot in spots + [len(ids)]:
-                text = ids[prev:spot]
-                parts.append(embed(text))
-                labs.append(labels[b, prev:spot] if labels is not None else text.new_full(text.shape, -100))
-                vis.append(torch.zeros(len(text), dtype=torch.bool, device=ids.device))
-                if spot < len(ids):
-                    f = next(feats)
-                    parts.append(f.to(parts[-1].dtype))
-                    labs.append(text.new_full((len(f),), -100))
-                    vis.append(torch.ones(len(f), dtype=torch.bool, device=ids.device))
-                prev = spot + 1
-            rows.append(torch.cat(parts))
-            row_labels.append(torch.cat(labs))
-            row_visual.append(torch.cat(vis))
-        n = max(max(len(r) for r in rows), pad_to or 0)
-        d = rows[0].shape[-1]
-        embeds = rows[0].new_zeros(len(rows), n, d)
-        out_labels = input_ids.new_full((len(rows), n), -100)
-        is_visual = torch.zeros(len(rows), n, dtype=torch.bool, device=input_ids.device)
+        media = frame_features.flatten(0, 1) if videos else None
+        per_frame = frame_features.shape[1] if videos else 0
+        spliced = splice_media(input_ids, IMAGE_TOKEN_INDEX, media, [len(v) * per_frame for v in videos],
+                               self.lm.embed, labels, pad_to)
+        embeds, is_visual = spliced.embeds, spliced.is_media
+        n = embeds.shape[1]
         # explicit fp32: under Lightning's bf16-true the default dtype is bf16, and V2PE's fractional steps collapse
-        positions = torch.zeros(len(rows), n, dtype=torch.float32, device=input_ids.device)
-        for b, (r, lab, vis) in enumerate(zip(rows, row_labels, row_visual)):
-            embeds[b, : len(r)] = r
-            out_labels[b, : len(r)] = lab
-            is_visual[b, : len(r)] = vis
+        positions = torch.zeros(input_ids.shape[0], n, dtype=torch.float32, device=input_ids.device)
+        for b, length in enumerate(spliced.lengths):
             if deltas[b] is None:
                 positions[b] = torch.arange(n, device=input_ids.device)
             else:
-                p = v2pe_positions(vis, deltas[b]).to(input_ids.device)
-                positions[b, : len(r)] = p
-                positions[b, len(r):] = p[-1] + 1 + torch.arange(n - len(r), device=input_ids.device)
-        return embeds, (out_labels if labels is not None else None), positions, is_visual
+                p = v2pe_positions(is_visual[b, :length], deltas[b]).to(input_ids.device)
+                positions[b, :length] = p
+                positions[b, length:] = p[-1] + 1 + torch.arange(n - length, device=input_ids.device)
+        return embeds, spliced.labels, positions, is_visual
 
     def forward(self, input_ids: Tensor, videos: list[Tensor] | None = None, labels: Tensor | None = None,
                 v2pe_delta: float | list[float] | None = None) -> LMOutput:
