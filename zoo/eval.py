@@ -19,7 +19,6 @@ from .registry import EVAL_TASKS
 PROG = "python -m zoo.eval"
 
 
-
 def build_parser(tasks: list[str] | None = None) -> argparse.ArgumentParser:
     """The parser, with the options of ``tasks`` (all when None). Options can need the task's data module (choices
     of splits, say), so ``main`` builds only the chosen task's, and ``--help`` lists the tasks without importing

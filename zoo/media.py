@@ -29,6 +29,17 @@ def expand_placeholders(input_ids: Tensor, placeholder_id: int, lengths: list[in
     return source, is_placeholder[source]
 
 
+def _expand_rows(input_ids: Tensor, placeholder_id: int, lengths: list[int]) -> list[tuple[Tensor, Tensor]]:
+    """:func:`expand_placeholders` for every row of (B, N) input_ids, ``lengths`` over the batch in reading order."""
+    per_row = (input_ids == placeholder_id).sum(1).tolist()
+    if sum(per_row) != len(lengths):
+        raise ValueError(f"input_ids hold {sum(per_row)} placeholders (id {placeholder_id}) but {len(lengths)} "
+                         "media were given")
+    bounds = torch.tensor([0, *per_row]).cumsum(0).tolist()
+    return [expand_placeholders(input_ids[b], placeholder_id, lengths[bounds[b]: bounds[b + 1]])
+            for b in range(input_ids.shape[0])]
+
+
 @dataclass
 class Spliced:
     embeds: Tensor  # (B, M, d), right-padded with zeros
@@ -41,32 +52,25 @@ def splice_media(input_ids: Tensor, placeholder_id: int, media: Tensor | None, l
                  embed: Callable[[Tensor], Tensor], labels: Tensor | None = None, pad_to: int | None = None) -> Spliced:
     """input_ids (B, N) with placeholders; ``media`` (Σ lengths, d): every placeholder's tokens, concatenated in
     reading order; ``embed`` the text embedding → :class:`Spliced`. Media is cast to the embeddings' dtype."""
-    is_placeholder = input_ids == placeholder_id
-    per_row = is_placeholder.sum(1).tolist()
-    if sum(per_row) != len(lengths):
-        raise ValueError(f"input_ids hold {sum(per_row)} placeholders (id {placeholder_id}) but {len(lengths)} "
-                         "media were given")
+    expanded = _expand_rows(input_ids, placeholder_id, lengths)
     total = sum(lengths)
     if total and (media is None or media.shape[0] != total):
         got = "none" if media is None else media.shape[0]
         raise ValueError(f"the media give {got} tokens but the placeholders stand for {total}")
-    text = embed(input_ids.masked_fill(is_placeholder, 0))
-    bounds = torch.tensor([0, *per_row]).cumsum(0).tolist()
-    expanded = [expand_placeholders(input_ids[b], placeholder_id, lengths[bounds[b]: bounds[b + 1]])
-                for b in range(input_ids.shape[0])]
+    text = embed(input_ids.masked_fill(input_ids == placeholder_id, 0))
     row_lengths = [len(source) for source, _ in expanded]
     m = max(max(row_lengths), pad_to or 0)
     embeds = text.new_zeros(input_ids.shape[0], m, text.shape[-1])
     is_media = torch.zeros(input_ids.shape[0], m, dtype=torch.bool, device=input_ids.device)
     out_labels = input_ids.new_full((input_ids.shape[0], m), -100) if labels is not None else None
-    offsets = torch.tensor([0, *lengths]).cumsum(0).tolist()
+    start = 0  # media tokens of the rows before this one
     for b, (source, row_media) in enumerate(expanded):
-        n = len(source)
+        n, k = len(source), int(row_media.sum())
         embeds[b, :n] = text[b, source]
         is_media[b, :n] = row_media
-        if total:
-            chunk = media[offsets[bounds[b]]: offsets[bounds[b + 1]]]
-            embeds[b, :n][row_media] = chunk.to(embeds.dtype)
+        if k:
+            embeds[b, :n][row_media] = media[start: start + k].to(embeds.dtype)
+        start += k
         if labels is not None:
             out_labels[b, :n] = labels[b, source].masked_fill(row_media, -100)
     return Spliced(embeds, out_labels, is_media, row_lengths)
@@ -74,11 +78,7 @@ def splice_media(input_ids: Tensor, placeholder_id: int, media: Tensor | None, l
 
 def splice_labels(input_ids: Tensor, labels: Tensor, placeholder_id: int, lengths: list[int]) -> Tensor:
     """The labels :func:`splice_media` would give, without embedding anything (for scoring against logits)."""
-    per_row = (input_ids == placeholder_id).sum(1).tolist()
-    bounds = torch.tensor([0, *per_row]).cumsum(0).tolist()
-    rows = []
-    for b in range(input_ids.shape[0]):
-        source, is_media = expand_placeholders(input_ids[b], placeholder_id, lengths[bounds[b]: bounds[b + 1]])
-        rows.append(labels[b, source].masked_fill(is_media, -100))
+    rows = [labels[b, source].masked_fill(is_media, -100)
+            for b, (source, is_media) in enumerate(_expand_rows(input_ids, placeholder_id, lengths))]
     m = max(len(r) for r in rows)
     return torch.stack([torch.nn.functional.pad(r, (0, m - len(r)), value=-100) for r in rows])

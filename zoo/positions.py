@@ -199,11 +199,8 @@ _CEIL_TOLERANCE = 1e-9  # a run that ends within this of an integer ends on it (
 
 def media_spans(is_media: Tensor) -> list[tuple[int, int]]:
     """(N,) bool → [(start, end)) of each run of media tokens, in order (vectorised: no per-token Python step)."""
-    flags = is_media.detach().to("cpu", torch.int8)
-    edges = torch.diff(flags, prepend=flags.new_zeros(1), append=flags.new_zeros(1))
-    starts = (edges == 1).nonzero().flatten().tolist()
-    ends = (edges == -1).nonzero().flatten().tolist()
-    return list(zip(starts, ends))
+    starts, lengths, media = _runs(is_media)
+    return [(s, s + n) for s, n in zip(starts[media].tolist(), lengths[media].tolist())]
 
 
 def _runs(is_media: Tensor) -> tuple[Tensor, Tensor, Tensor]:

@@ -48,9 +48,6 @@ CHECKPOINT_LAYOUTS: Registry = Registry("checkpoint layout")
 EVAL_TASKS: Registry[Callable] = Registry("eval task")
 # architectures of zoo checkpoints (hyper_parameters.zoo_model.arch): classes with from_config_dict(dict, **overrides)
 ARCHITECTURES: Registry[type] = Registry("architecture")
-
-
-
 # position-id schemes: fn(is_media (N,) bool, **params) -> (N,) float32 positions (zoo.positions)
 POSITIONS: Registry[Callable] = Registry("position scheme")
 register_positions = POSITIONS.register
