@@ -23,6 +23,12 @@ def _entry(rank: int, world: int, store: str, timeout_s: float, fn, args) -> Non
                             timeout=datetime.timedelta(seconds=timeout_s))
     try:
         fn(rank, world, *args)
+        # no rank tears its group down while another still talks to it: gloo aborts the process ("terminate called
+        # without an active exception") when a peer's connection closes under a pending operation
+        try:
+            dist.barrier()
+        except RuntimeError:
+            pass  # a peer failed or stalled (what a test may be checking): its own error is what the caller sees
     finally:
         dist.destroy_process_group()
 

@@ -5,7 +5,6 @@ Reads top to bottom: config → model → generation → Hugging Face conversion
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -15,9 +14,10 @@ from torch import Tensor, nn
 
 from . import mixers as _mixers  # noqa: F401  (registers the attention mixer)
 from .block import Block, SeqContext, expand_layout
+from .keymaps import KeyMap
 from .layers import make_norm
 from .positions import RopeScaling, RotaryEmbedding
-from .registry import ARCHITECTURES, HF_FAMILIES, register_model
+from .registry import register_architecture, register_model
 
 
 @dataclass
@@ -95,8 +95,10 @@ class KVCache:
         return cls([{} for _ in range(n_layer)])
 
 
+@register_architecture
 class CausalLM(nn.Module):
     arch = "causal_lm"
+    hf_model_types = ("qwen2", "llama", "mamba")
     modality = "tokens"  # what its inputs are: the evals check it (a passkey needs a token LM)
 
     def __init__(self, config: LMConfig):
@@ -345,14 +347,14 @@ class CausalLM(nn.Module):
         sd = self.state_dict()
         if self.config.tie_word_embeddings:
             sd.pop("lm_head.weight")
-        return {zoo_to_hf_key(k, self.config.family): v for k, v in sd.items()}
+        return hf_key_map(self.config.family).state_to_hf(sd)
 
     @classmethod
     def from_hf(cls, hf_config: dict, **overrides) -> CausalLM:
         return cls(_with_overrides(lm_config_from_hf(hf_config), overrides))
 
     def state_dict_from_hf(self, hf_state: dict[str, Tensor]) -> dict[str, Tensor]:
-        sd = {hf_to_zoo_key(k): v for k, v in hf_state.items() if not k.endswith("rotary_emb.inv_freq")}
+        sd = hf_key_map(self.config.family).state_to_zoo(hf_state)
         if self.config.tie_word_embeddings:
             sd.pop("lm_head.weight", None)  # some tied checkpoints store it anyway; the embedding is the truth
             sd["lm_head.weight"] = sd.get("embed.weight")
@@ -437,52 +439,35 @@ def positions_from_segments(segment_ids: Tensor) -> Tensor:
 
 # ---- Hugging Face names ------------------------------------------------------------------------------------------
 
-_HF_TO_ZOO = [
-    (r"^model\.embed_tokens\.", "embed."),
-    (r"^model\.layers\.(\d+)\.input_layernorm\.", r"blocks.\1.norm1."),
-    (r"^model\.layers\.(\d+)\.post_attention_layernorm\.", r"blocks.\1.norm2."),
-    (r"^model\.layers\.(\d+)\.self_attn\.", r"blocks.\1.mixer."),
-    (r"^model\.layers\.(\d+)\.mlp\.", r"blocks.\1.mlp."),
-    (r"^model\.norm\.", "norm."),
-    (r"^lm_head\.", "lm_head."),
-    # Mamba (MambaForCausalLM): norm → mixer → residual, no MLP
-    (r"^backbone\.embeddings\.", "embed."),
-    (r"^backbone\.layers\.(\d+)\.norm\.", r"blocks.\1.norm1."),
-    (r"^backbone\.layers\.(\d+)\.mixer\.", r"blocks.\1.mixer."),
-    (r"^backbone\.norm_f\.", "norm."),
-]
-_ZOO_TO_HF_MAMBA = [
-    (r"^embed\.", "backbone.embeddings."),
-    (r"^blocks\.(\d+)\.norm1\.", r"backbone.layers.\1.norm."),
-    (r"^blocks\.(\d+)\.mixer\.", r"backbone.layers.\1.mixer."),
-    (r"^norm\.", "backbone.norm_f."),
-    (r"^lm_head\.", "lm_head."),
-]
-_ZOO_TO_HF = [
-    (r"^embed\.", "model.embed_tokens."),
-    (r"^blocks\.(\d+)\.norm1\.", r"model.layers.\1.input_layernorm."),
-    (r"^blocks\.(\d+)\.norm2\.", r"model.layers.\1.post_attention_layernorm."),
-    (r"^blocks\.(\d+)\.mixer\.", r"model.layers.\1.self_attn."),
-    (r"^blocks\.(\d+)\.mlp\.", r"model.layers.\1.mlp."),
-    (r"^norm\.", "model.norm."),
-    (r"^lm_head\.", "lm_head."),
-]
+def decoder_rules(body: str = "model", head: str = "lm_head") -> list[tuple[str, str]]:
+    """Qwen2 / Llama decoder names (``model.layers.{i}.self_attn``, …) with the body under ``body`` (Qwen2-Audio's
+    language model sits under ``model.language_model``) and the head at ``head``."""
+    return [
+        (f"{body}.embed_tokens", "embed"),
+        (f"{body}.layers.{{i}}.input_layernorm", "blocks.{i}.norm1"),
+        (f"{body}.layers.{{i}}.post_attention_layernorm", "blocks.{i}.norm2"),
+        (f"{body}.layers.{{i}}.self_attn", "blocks.{i}.mixer"),
+        (f"{body}.layers.{{i}}.mlp", "blocks.{i}.mlp"),
+        (f"{body}.norm", "norm"),
+        (head, "lm_head"),
+    ]
 
 
-def _rename(key: str, rules) -> str:
-    for pattern, repl in rules:
-        new, count = re.subn(pattern, repl, key)
-        if count:
-            return new
-    return key  # unknown keys pass through and are reported by the strict load
+ROTARY_BUFFERS = r"rotary_emb\.inv_freq$"  # older checkpoints store the RoPE frequencies; the zoo computes them
+QWEN2_KEYS = KeyMap(decoder_rules(), name="Qwen2 / Llama", ignore=[ROTARY_BUFFERS])
+# MambaForCausalLM: norm → mixer → residual, no MLP
+MAMBA_KEYS = KeyMap([
+    ("backbone.embeddings", "embed"),
+    ("backbone.layers.{i}.norm", "blocks.{i}.norm1"),
+    ("backbone.layers.{i}.mixer", "blocks.{i}.mixer"),
+    ("backbone.norm_f", "norm"),
+    ("lm_head", "lm_head"),
+], name="Mamba")
 
 
-def hf_to_zoo_key(key: str) -> str:
-    return _rename(key, _HF_TO_ZOO)
-
-
-def zoo_to_hf_key(key: str, family: str = "qwen2") -> str:
-    return _rename(key, _ZOO_TO_HF_MAMBA if family == "mamba" else _ZOO_TO_HF)
+def hf_key_map(family: str) -> KeyMap:
+    """The Hugging Face key map of an LM family (``qwen2``, ``llama``, ``mamba``)."""
+    return MAMBA_KEYS if family == "mamba" else QWEN2_KEYS
 
 
 def _hf_rope(hf: dict) -> tuple[float, dict | None]:
@@ -650,10 +635,6 @@ def hf_config_from_lm(c: LMConfig) -> dict:
     return hf
 
 
-ARCHITECTURES.register(CausalLM.arch)(CausalLM)
-HF_FAMILIES.register("qwen2")(CausalLM)
-HF_FAMILIES.register("llama")(CausalLM)
-HF_FAMILIES.register("mamba")(CausalLM)
 
 
 # ---- named models -----------------------------------------------------------------------------------------------

@@ -12,9 +12,13 @@ over all ranks of a data × sequence-parallel mesh, and the Lightning pieces tha
 - ``FSDPStrategy``: Lightning's ModelParallelStrategy (FSDP2 over a DeviceMesh, CPU/gloo or CUDA/NCCL) that applies
   ``apply_fsdp`` itself, so any zoo LightningModule trains with ``--trainer.strategy zoo.parallel.FSDPStrategy``,
   and saves one full ``.ckpt`` that ``zoo.load_pretrained`` reads.
+- ``sequence_parallel_mesh(kind, sp_size, hybrid_mesh)``: the (data, ring, Ulysses) DeviceMesh of a
+  sequence-parallel run and its process groups, for the modules that shard sequences themselves (LongVILA's MM-SP).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from lightning.pytorch.callbacks import Callback
@@ -24,6 +28,69 @@ from torch import nn
 from .block import Block
 
 PARAM_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+SP_KINDS = ("ring", "ulysses", "hybrid")
+
+
+def mesh_device_type() -> str:
+    """The DeviceMesh device of this process group: ``cuda`` under NCCL, else ``cpu`` (gloo)."""
+    import torch.distributed as dist
+
+    return "cuda" if torch.cuda.is_available() and dist.get_backend() == "nccl" else "cpu"
+
+
+def sequence_parallel_shape(world: int, kind: str, sp_size: int | None = None,
+                            hybrid_mesh: list[int] | None = None) -> tuple[int, int, int]:
+    """(data-parallel, ring, Ulysses) sizes of ``world`` ranks: SP groups of ``sp_size`` (default: all ranks), each
+    a ring of Ulysses groups for ``hybrid`` (``hybrid_mesh = [ring, ulysses]``), else one ring or one Ulysses group
+    (the ring dimension holds it)."""
+    if kind not in SP_KINDS:
+        raise ValueError(f"sequence_parallel must be one of {', '.join(SP_KINDS)} (or null: none), got {kind!r}")
+    sp = sp_size or world
+    if world % sp:
+        raise ValueError(f"sp_size {sp} does not divide the {world} processes")
+    if kind != "hybrid":
+        return world // sp, sp, 1
+    if not hybrid_mesh or len(hybrid_mesh) != 2:
+        raise ValueError("sequence_parallel: hybrid needs hybrid_mesh: [ring_size, ulysses_size]")
+    ring, uly = hybrid_mesh
+    if ring * uly != sp:
+        raise ValueError(f"hybrid_mesh {ring}×{uly} does not multiply to sp_size {sp}")
+    return world // sp, ring, uly
+
+
+@dataclass
+class SequenceParallelMesh:
+    """A run's ``("dp", "ring", "ulysses")`` DeviceMesh, ranks in row-major order (the ranks of one SP group are
+    consecutive, Ulysses innermost, so a 2-D run keeps its all-to-alls inside a node), and this rank's groups:
+    ``group`` spans its whole SP group; ``ring_group`` / ``ulysses_group`` are set for ``hybrid`` only."""
+
+    kind: str
+    mesh: object  # torch.distributed.device_mesh.DeviceMesh
+    group: object
+    ring_group: object | None
+    ulysses_group: object | None
+
+    @property
+    def sp_size(self) -> int:
+        return self.mesh["ring"].size() * self.mesh["ulysses"].size()
+
+
+def sequence_parallel_mesh(kind: str, sp_size: int | None = None,
+                           hybrid_mesh: list[int] | None = None) -> SequenceParallelMesh:
+    """Build the mesh of :func:`sequence_parallel_shape` over the initialised default process group (every rank
+    calls this, as DeviceMesh requires)."""
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+
+    if not dist.is_initialized():
+        raise RuntimeError(f"sequence_parallel={kind!r} needs several processes: run with --trainer.devices N "
+                           "(and --trainer.strategy ddp), or set sequence_parallel: null")
+    shape = sequence_parallel_shape(dist.get_world_size(), kind, sp_size, hybrid_mesh)
+    mesh = init_device_mesh(mesh_device_type(), shape, mesh_dim_names=("dp", "ring", "ulysses"))
+    group = mesh["ring", "ulysses"]._flatten("sp").get_group()
+    if kind != "hybrid":
+        return SequenceParallelMesh(kind, mesh, group, None, None)
+    return SequenceParallelMesh(kind, mesh, group, mesh["ring"].get_group(), mesh["ulysses"].get_group())
 
 
 def _is_block(module: nn.Module) -> bool:
@@ -105,8 +172,7 @@ def apply_fsdp(model: nn.Module, mesh=None, param_dtype: str | None = None, redu
         import torch.distributed as dist
         from torch.distributed.device_mesh import init_device_mesh
 
-        device = "cuda" if torch.cuda.is_available() and dist.get_backend() == "nccl" else "cpu"
-        mesh = init_device_mesh(device, (dist.get_world_size(),))
+        mesh = init_device_mesh(mesh_device_type(), (dist.get_world_size(),))
     for name, value in (("param_dtype", param_dtype), ("reduce_dtype", reduce_dtype)):
         if value is not None and value not in PARAM_DTYPES:
             raise ValueError(f"{name} must be one of {sorted(PARAM_DTYPES)}, got {value!r}")

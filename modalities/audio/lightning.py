@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-from dataclasses import asdict
 
 import lightning as L
 import torch
@@ -11,6 +10,7 @@ from torch.utils.data import DataLoader
 
 from zoo.data import ResumableLoader, data_parallel_rank
 from zoo.lm import labels_exact_match
+from zoo.module import ZooModule
 from zoo.optim import adamw_warmup_cosine
 
 from .needle import NeedleSet, NeedleStream, NeedleTask, collate
@@ -20,7 +20,7 @@ from .qwen2_audio import Qwen2Audio, Qwen2AudioConfig
 MODEL_INPUTS = ("input_ids", "input_features", "attention_mask", "feature_attention_mask")
 
 
-class AudioQAModule(L.LightningModule):
+class AudioQAModule(ZooModule):
     """Next-token loss on the answer tokens; validation reports loss and needle exact match (at the training length).
 
     ``vlat``: virtual long-audio training — each sample's audio span gets Partial YaRN positions as if it were
@@ -35,24 +35,18 @@ class AudioQAModule(L.LightningModule):
                  min_lr_ratio: float = 0.1, vlat: bool = False, vlat_factors: list[int] | None = None,
                  vlat_max_tokens: int = VLAT_MAX_TOKENS, pretrained: str | None = None):
         super().__init__()
-        loaded = None
-        if pretrained:
-            from zoo.loading import load_pretrained
-
-            loaded = load_pretrained(pretrained, partial_yarn=model.partial_yarn)
-            if not isinstance(loaded, Qwen2Audio):
-                raise ValueError(f"pretrained={pretrained!r} holds a {type(loaded).__name__}, not a Qwen2Audio model")
-            model = loaded.config
         factors = list(vlat_factors) if vlat_factors else list(VLAT_FACTORS)
-        if vlat:  # fails early on an empty choice
-            window = (model.partial_yarn or {}).get("window", WINDOW_TOKENS)
-            draw_virtual_length(random.Random(0), factors, window, vlat_max_tokens)
-        self.save_hyperparameters(
-            {"zoo_model": {"arch": "qwen2_audio", "config": asdict(model), "prefix": "model."}, "lr": lr,
-             "weight_decay": weight_decay, "warmup_steps": warmup_steps, "min_lr_ratio": min_lr_ratio, "vlat": vlat,
-             "vlat_factors": factors, "vlat_max_tokens": vlat_max_tokens}
-        )
-        self.model = loaded.train() if loaded is not None else Qwen2Audio(model)
+
+        def check(config: Qwen2AudioConfig) -> None:
+            if vlat:  # fails early on an empty choice
+                window = (config.partial_yarn or {}).get("window", WINDOW_TOKENS)
+                draw_virtual_length(random.Random(0), factors, window, vlat_max_tokens)
+
+        self.init_model(Qwen2Audio, model, pretrained=pretrained, check=check,
+                        pretrained_overrides={"partial_yarn": model.partial_yarn}, hparams={
+                            "lr": lr, "weight_decay": weight_decay, "warmup_steps": warmup_steps,
+                            "min_lr_ratio": min_lr_ratio, "vlat": vlat, "vlat_factors": factors,
+                            "vlat_max_tokens": vlat_max_tokens})
         self._rng = random.Random(0)  # VLAT's virtual lengths; saved in checkpoints (RNGState)
 
     def _virtual_lengths(self, batch_size: int) -> list[int] | None:

@@ -27,9 +27,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from zoo.block import Block, SeqContext
-from zoo.lm import CausalLM, LMConfig, LMOutput, hf_config_from_lm, hf_to_zoo_key, lm_config_from_hf, zoo_to_hf_key
+from zoo.keymaps import KeyMap, prefixed
+from zoo.lm import (ROTARY_BUFFERS, CausalLM, LMConfig, LMOutput, decoder_rules, hf_config_from_lm,
+                    lm_config_from_hf)
 from zoo.media import splice_media
-from zoo.registry import ARCHITECTURES, HF_FAMILIES
+from zoo.registry import register_architecture
 
 from .partial_yarn import PartialYarnConfig, partial_yarn_inputs
 
@@ -139,7 +141,10 @@ class AudioEncoder(nn.Module):
         return self.layer_norm(x), real_tokens
 
 
+@register_architecture
 class Qwen2Audio(nn.Module):
+    arch = "qwen2_audio"
+    hf_model_types = ("qwen2_audio",)
     modality = "audio"  # token ids with audio features spliced in
 
     def __init__(self, config: Qwen2AudioConfig):
@@ -265,25 +270,10 @@ class Qwen2Audio(nn.Module):
     def hf_state_dict(self) -> dict[str, Tensor]:
         """The transformers 5 names (``model.audio_tower.*``, ``model.multi_modal_projector.linear.*``,
         ``model.language_model.*``, ``lm_head.*``), the inverse of :meth:`state_dict_from_hf`."""
-        layer_keys = {zoo: hf for hf, zoo in _ENCODER_LAYER_KEYS.items()}
-        out = {}
-        for k, v in self.state_dict().items():
-            if k.startswith("audio_tower.blocks."):
-                _, _, i, rest = k.split(".", 3)
-                name = next(z for z in layer_keys if rest.startswith(z + "."))
-                out[f"model.audio_tower.layers.{i}.{layer_keys[name]}{rest[len(name):]}"] = v
-            elif k.startswith("audio_tower."):
-                out["model." + k] = v
-            elif k.startswith("multi_modal_projector."):
-                out["model.multi_modal_projector.linear." + k[len("multi_modal_projector."):]] = v
-            elif k.startswith("lm."):
-                if k == "lm.lm_head.weight" and self.lm.config.tie_word_embeddings:
-                    continue
-                hf = zoo_to_hf_key(k[len("lm."):])
-                out[hf if hf.startswith("lm_head.") else "model.language_model." + hf[len("model."):]] = v
-            else:
-                raise ValueError(f"Qwen2Audio weight {k!r} has no place in the Qwen2-Audio layout")
-        return out
+        sd = self.state_dict()
+        if self.lm.config.tie_word_embeddings:
+            sd.pop("lm.lm_head.weight")
+        return QWEN2_AUDIO_KEYS.state_to_hf(sd)
 
     @classmethod
     def from_hf(cls, hf_config: dict, **overrides) -> Qwen2Audio:
@@ -310,46 +300,34 @@ class Qwen2Audio(nn.Module):
         return cls.from_config_dict(asdict(cfg), **overrides)
 
     def state_dict_from_hf(self, hf_state: dict[str, Tensor]) -> dict[str, Tensor]:
-        sd, lm_state = {}, {}
-        for k, v in hf_state.items():
-            if k.startswith("model."):  # transformers 5 names: model.audio_tower / model.language_model / lm_head
-                k = k[len("model."):]
-                if k.startswith("language_model."):
-                    k = "language_model.model." + k[len("language_model."):]
-            elif k.startswith("lm_head."):
-                k = "language_model." + k
-            if k.startswith("audio_tower."):
-                sd.update(_encoder_key(k[len("audio_tower."):], v))
-            elif k.startswith("multi_modal_projector.linear."):
-                sd["multi_modal_projector." + k[len("multi_modal_projector.linear."):]] = v
-            elif k.startswith("language_model."):
-                if not k.endswith("rotary_emb.inv_freq"):
-                    lm_state[k[len("language_model."):]] = v
-            else:
-                sd[k] = v  # unknown: reported by the strict loader
-        for k, v in lm_state.items():
-            sd["lm." + hf_to_zoo_key(k)] = v
+        sd = QWEN2_AUDIO_KEYS.state_to_zoo(hf_state)
         if self.lm.config.tie_word_embeddings:
             sd["lm.lm_head.weight"] = sd.get("lm.embed.weight")
         return sd
 
 
-_ENCODER_LAYER_KEYS = {
-    "self_attn.q_proj": "mixer.q_proj", "self_attn.k_proj": "mixer.k_proj", "self_attn.v_proj": "mixer.v_proj",
-    "self_attn.out_proj": "mixer.o_proj", "self_attn_layer_norm": "norm1", "final_layer_norm": "norm2",
-    "fc1": "mlp.up_proj", "fc2": "mlp.down_proj",
-}
+# the Whisper-style encoder's layer names → the zoo block's
+_ENCODER_RULES = [
+    ("layers.{i}.self_attn.q_proj", "blocks.{i}.mixer.q_proj"),
+    ("layers.{i}.self_attn.k_proj", "blocks.{i}.mixer.k_proj"),
+    ("layers.{i}.self_attn.v_proj", "blocks.{i}.mixer.v_proj"),
+    ("layers.{i}.self_attn.out_proj", "blocks.{i}.mixer.o_proj"),
+    ("layers.{i}.self_attn_layer_norm", "blocks.{i}.norm1"),
+    ("layers.{i}.final_layer_norm", "blocks.{i}.norm2"),
+    ("layers.{i}.fc1", "blocks.{i}.mlp.up_proj"),
+    ("layers.{i}.fc2", "blocks.{i}.mlp.down_proj"),
+    ("", ""),  # the rest of the encoder (conv1, conv2, embed_positions, layer_norm) keeps its names
+]
 
 
-def _encoder_key(key: str, value: Tensor) -> dict[str, Tensor]:
-    """Whisper/Qwen2-Audio encoder names → the zoo's (layers.i.self_attn.q_proj.weight → blocks.i.mixer.q_proj.weight)."""
-    if key.startswith("layers."):
-        _, i, rest = key.split(".", 2)
-        for hf, zoo in _ENCODER_LAYER_KEYS.items():
-            if rest.startswith(hf + "."):
-                return {f"audio_tower.blocks.{i}.{zoo}{rest[len(hf):]}": value}
-    return {"audio_tower." + key: value}
+def _qwen2_audio_rules(audio: str, projector: str, body: str, head: str) -> list[tuple[str, str]]:
+    return [*prefixed(_ENCODER_RULES, hf=audio, zoo="audio_tower"), (projector, "multi_modal_projector"),
+            *prefixed(decoder_rules(body, head), hf="", zoo="lm")]
 
 
-ARCHITECTURES.register("qwen2_audio")(Qwen2Audio)
-HF_FAMILIES.register("qwen2_audio")(Qwen2Audio)
+# transformers 5's names are written; transformers 4's (audio_tower.*, language_model.model.*) are read too
+QWEN2_AUDIO_KEYS = KeyMap(
+    _qwen2_audio_rules("model.audio_tower", "model.multi_modal_projector.linear", "model.language_model", "lm_head"),
+    read_only=_qwen2_audio_rules("audio_tower", "multi_modal_projector.linear", "language_model.model",
+                                 "language_model.lm_head"),
+    name="Qwen2-Audio", ignore=[ROTARY_BUFFERS])

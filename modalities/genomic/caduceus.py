@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from zoo.block import Block, SeqContext, checkpointed
 from zoo.layers import make_norm
 from zoo.lm import LMOutput
-from zoo.registry import ARCHITECTURES, HF_FAMILIES, MIXERS
+from zoo.registry import MIXERS, register_architecture
 
 # HyenaDNA's character ids: A 7 ↔ T 10, C 8 ↔ G 9, N 11 and the special tokens map to themselves
 DNA_COMPLEMENT = {7: 10, 8: 9, 9: 8, 10: 7}
@@ -104,8 +104,10 @@ class RCPSBlock(nn.Module):
         return h + y
 
 
+@register_architecture
 class Caduceus(nn.Module):
     arch = "caduceus"
+    hf_model_types = ("caduceus",)
     modality = "tokens"
     is_causal = False  # a masked LM: every position sees the whole sequence
     fsdp_in_parent = ("embed",)  # the tied head reads embed.weight directly: FSDP keeps it in this model's unit
@@ -257,7 +259,3 @@ def state_dict_from_original(state: dict[str, Tensor], config: CaduceusConfig) -
                 raise ValueError(f"{rev}: differs from the forward direction's, but bidirectional_weight_tie is set")
             out[rev] = out[k]
     return out
-
-
-ARCHITECTURES.register("caduceus")(Caduceus)
-HF_FAMILIES.register("caduceus")(Caduceus)

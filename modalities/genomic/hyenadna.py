@@ -16,12 +16,14 @@ strictly. Two details of the original are carried over exactly:
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from zoo.keymaps import KeyMap, prefixed
 from zoo.lm import CausalLM, LMConfig
 from zoo.registry import CHECKPOINT_LAYOUTS, CheckpointLayout
 
@@ -56,52 +58,37 @@ def _swap_gates(w: Tensor, d: int) -> Tensor:
     return torch.cat((w[d: 2 * d], w[:d], w[2 * d:]), dim=0)
 
 
-_FILTER_MLP = {"implicit_filter": "mlp"}
+_RULES = [
+    ("backbone.embeddings.word_embeddings", "embed"),
+    ("backbone.ln_f", "norm"),
+    ("backbone.layers.{i}.mlp.fc1", "blocks.{i}.mlp.up_proj"),
+    ("backbone.layers.{i}.mlp.fc2", "blocks.{i}.mlp.down_proj"),
+    ("backbone.layers.{i}.mixer.filter_fn.pos_emb", "blocks.{i}.mixer.filter"),  # z, t
+    ("backbone.layers.{i}.mixer.filter_fn.modulation", "blocks.{i}.mixer.filter"),  # deltas
+    ("backbone.layers.{i}.mixer.filter_fn.implicit_filter", "blocks.{i}.mixer.filter.mlp"),
+    ("backbone.layers.{i}.mixer.filter_fn.bias", "blocks.{i}.mixer.filter.bias"),
+    ("backbone.layers.{i}", "blocks.{i}"),  # norm1, norm2, mixer.in_proj / short_filter / out_proj keep their names
+]
+# the original layout, with or without the Lightning ``model.`` prefix; its lm_head is tied to the embeddings
+HYENADNA_KEYS = KeyMap(_RULES, read_only=prefixed(_RULES, hf="model", zoo=""), name="HyenaDNA weights.ckpt",
+                       ignore=[r"^(model\.)?lm_head\."])
+# what differs beyond the names: the order of the outer / inner gates, and the filter tensors' shapes
+_VALUES = [
+    (re.compile(r"\.mixer\.(in_proj|short_filter)\."), _swap_gates),
+    (re.compile(r"\.mixer\.filter\.z$"), lambda v, d: v.reshape(v.shape[-2], v.shape[-1])),
+    (re.compile(r"\.mixer\.filter\.t$"), lambda v, d: v.reshape(-1, 1)),
+    (re.compile(r"\.mixer\.filter\.deltas$"), lambda v, d: v.reshape(1, -1)),
+]
 
 
 def state_dict_from_original(state: dict[str, Tensor], d_model: int) -> dict[str, Tensor]:
     """Original HyenaDNA keys (with or without the Lightning ``model.`` prefix) → the zoo's CausalLM keys."""
-    out: dict[str, Tensor] = {}
-    for key, v in state.items():
-        k = key[len("model."):] if key.startswith("model.") else key
-        if k.startswith("backbone.embeddings.word_embeddings."):
-            out["embed." + k.split(".")[-1]] = v
-        elif k.startswith("backbone.ln_f."):
-            out["norm." + k.split(".")[-1]] = v
-        elif k.startswith("lm_head."):
-            continue  # tied to the embeddings
-        elif k.startswith("backbone.layers."):
-            _, _, i, rest = k.split(".", 3)
-            p = f"blocks.{i}."
-            if rest.startswith(("norm1.", "norm2.")):
-                out[p + rest] = v
-            elif rest.startswith("mlp.fc1."):
-                out[p + "mlp.up_proj." + rest.split(".")[-1]] = v
-            elif rest.startswith("mlp.fc2."):
-                out[p + "mlp.down_proj." + rest.split(".")[-1]] = v
-            elif rest.startswith(("mixer.in_proj.", "mixer.short_filter.")):
-                out[p + rest] = _swap_gates(v, d_model)
-            elif rest.startswith("mixer.out_proj."):
-                out[p + rest] = v
-            elif rest.startswith("mixer.filter_fn."):
-                sub = rest[len("mixer.filter_fn."):]
-                if sub == "bias":
-                    out[p + "mixer.filter.bias"] = v
-                elif sub == "pos_emb.z":
-                    out[p + "mixer.filter.z"] = v.reshape(v.shape[-2], v.shape[-1])
-                elif sub == "pos_emb.t":
-                    out[p + "mixer.filter.t"] = v.reshape(-1, 1)
-                elif sub == "modulation.deltas":
-                    out[p + "mixer.filter.deltas"] = v.reshape(1, -1)
-                elif sub.startswith("implicit_filter."):
-                    idx, name = sub[len("implicit_filter."):].split(".", 1)
-                    out[f"{p}mixer.filter.mlp.{idx}.{name}"] = v
-                else:
-                    out[p + "mixer.filter_fn." + sub] = v  # unknown: the strict loader names it
-            else:
-                out[p + rest] = v
-        else:
-            out[k] = v
+    out = HYENADNA_KEYS.state_to_zoo(state)
+    for k, v in out.items():
+        for pattern, convert in _VALUES:
+            if pattern.search(k):
+                out[k] = convert(v, d_model)
+                break
     if "embed.weight" in out:
         out["lm_head.weight"] = out["embed.weight"]
     return out

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict
 
 import torch
 from torch import Tensor
@@ -14,6 +13,7 @@ import lightning as L
 from zoo.data import ResumableLoader, data_parallel_rank
 from zoo.lm import CausalLM, LMConfig
 from zoo.metrics import answer_exact_match
+from zoo.module import ZooModule
 from zoo.optim import adamw_warmup_cosine
 
 from .caduceus import Caduceus, CaduceusConfig
@@ -43,23 +43,20 @@ def not_a_target(ids: Tensor, tokenizer: SequenceTokenizer) -> Tensor:
     return out
 
 
-class GenomicLMModule(L.LightningModule):
+class GenomicLMModule(ZooModule):
     """Next-token loss over bases (padding and N are not targets); logs loss and bits per base
-    (loss / ln 2 / bases per token)."""
+    (loss / ln 2 / bases per token). ``pretrained``: start from a checkpoint (a HyenaDNA / GENERator directory, a
+    hub id or a .ckpt), whose config replaces ``model``."""
 
     def __init__(self, model: LMConfig, lr: float = 1e-3, weight_decay: float = 0.1, warmup_steps: int = 50,
-                 min_lr_ratio: float = 0.1, bases_per_token: int = 1, tokenizer: str = "char"):
+                 min_lr_ratio: float = 0.1, bases_per_token: int = 1, tokenizer: str = "char",
+                 pretrained: str | None = None):
         super().__init__()
         make_tokenizer(tokenizer)  # validate the name
         # the tokenizer is recorded so that evals (the DNA passkey) know which ids the checkpoint speaks
-        self.save_hyperparameters(
-            {"zoo_model": {"arch": CausalLM.arch, "config": model.to_dict(), "prefix": "model.",
-                           "tokenizer": tokenizer},
-             "lr": lr,
-             "weight_decay": weight_decay, "warmup_steps": warmup_steps, "min_lr_ratio": min_lr_ratio,
-             "bases_per_token": bases_per_token, "tokenizer": tokenizer}
-        )
-        self.model = CausalLM(model)
+        self.init_model(CausalLM, model, pretrained=pretrained, tokenizer=tokenizer, hparams={
+            "lr": lr, "weight_decay": weight_decay, "warmup_steps": warmup_steps, "min_lr_ratio": min_lr_ratio,
+            "bases_per_token": bases_per_token, "tokenizer": tokenizer})
 
     def _step(self, batch, stage: str):
         out = self.model(batch["input_ids"], labels=batch["labels"])
@@ -154,28 +151,28 @@ def mask_for_mlm(ids: Tensor, tokenizer: SequenceTokenizer, prob: float, generat
     return out, labels
 
 
-class GenomicMLMModule(L.LightningModule):
+class GenomicMLMModule(ZooModule):
     """Masked-LM training of a bidirectional model: Caduceus over DNA (``tokenizer: char``; logs bits per masked
     base) or LC-PLM's BiMamba over amino acids (``tokenizer: protein``; bits per masked residue)."""
 
     rng_attributes = ("_gen",)  # zoo.callbacks.RNGState saves and restores the mask generator
 
     def __init__(self, model: CaduceusConfig, lr: float = 1e-3, weight_decay: float = 0.1, warmup_steps: int = 50,
-                 min_lr_ratio: float = 0.1, mask_prob: float = 0.15, seed: int = 0, tokenizer: str = "char"):
+                 min_lr_ratio: float = 0.1, mask_prob: float = 0.15, seed: int = 0, tokenizer: str = "char",
+                 pretrained: str | None = None):
         super().__init__()
         if tokenizer not in ("char", "protein"):
             raise ValueError(f"GenomicMLMModule tokenizer must be 'char' or 'protein', got {tokenizer!r}")
         self.tokenizer = make_tokenizer(tokenizer)
-        if model.vocab_size < self.tokenizer.vocab_size:
-            raise ValueError(f"model.vocab_size={model.vocab_size} is smaller than the {tokenizer} tokenizer's "
-                             f"{self.tokenizer.vocab_size} ids")
-        self.save_hyperparameters(
-            {"zoo_model": {"arch": Caduceus.arch, "config": asdict(model), "prefix": "model.", "tokenizer": tokenizer},
-             "lr": lr,
-             "weight_decay": weight_decay, "warmup_steps": warmup_steps, "min_lr_ratio": min_lr_ratio,
-             "mask_prob": mask_prob, "seed": seed, "tokenizer": tokenizer}
-        )
-        self.model = Caduceus(model)
+
+        def check(config: CaduceusConfig) -> None:
+            if config.vocab_size < self.tokenizer.vocab_size:
+                raise ValueError(f"model.vocab_size={config.vocab_size} is smaller than the {tokenizer} tokenizer's "
+                                 f"{self.tokenizer.vocab_size} ids")
+
+        self.init_model(Caduceus, model, pretrained=pretrained, tokenizer=tokenizer, check=check, hparams={
+            "lr": lr, "weight_decay": weight_decay, "warmup_steps": warmup_steps, "min_lr_ratio": min_lr_ratio,
+            "mask_prob": mask_prob, "seed": seed, "tokenizer": tokenizer})
         self._gen = torch.Generator().manual_seed(seed)  # the training masks; saved in checkpoints (RNGState)
         self._symbols = [self.tokenizer.vocab[c] for c in ("ACGT" if tokenizer == "char" else STANDARD)]
         self._unit = "base" if tokenizer == "char" else "residue"

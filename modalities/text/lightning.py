@@ -9,13 +9,15 @@ from torch.utils.data import DataLoader
 from zoo.data import ResumableLoader, data_parallel_rank
 from zoo.lm import CausalLM, LMConfig
 from zoo.metrics import answer_exact_match
+from zoo.module import ZooModule
 from zoo.optim import adamw_warmup_cosine
 
 from .passkey import PasskeySet, PasskeyStream
 
 
-class LMModule(L.LightningModule):
-    """Next-token training of a causal LM; validation reports loss and passkey exact match when the batch has one."""
+class LMModule(ZooModule):
+    """Next-token training of a causal LM; validation reports loss and passkey exact match when the batch has one.
+    ``pretrained``: start from a checkpoint (directory, hub id or .ckpt), whose config replaces ``model``."""
 
     def __init__(
         self,
@@ -26,16 +28,12 @@ class LMModule(L.LightningModule):
         warmup_steps: int = 100,
         min_lr_ratio: float = 0.1,
         decay_norms_and_biases: bool = False,
+        pretrained: str | None = None,
     ):
         super().__init__()
-        # zoo_model lets zoo.load_pretrained rebuild the network from the checkpoint alone (plain types only, so
-        # the checkpoint loads with weights_only=True)
-        self.save_hyperparameters(
-            {"zoo_model": {"arch": CausalLM.arch, "config": model.to_dict(), "prefix": "model."},
-             "lr": lr, "weight_decay": weight_decay, "betas": list(betas), "warmup_steps": warmup_steps,
-             "min_lr_ratio": min_lr_ratio, "decay_norms_and_biases": decay_norms_and_biases}
-        )
-        self.model = CausalLM(model)
+        self.init_model(CausalLM, model, pretrained=pretrained, hparams={
+            "lr": lr, "weight_decay": weight_decay, "betas": list(betas), "warmup_steps": warmup_steps,
+            "min_lr_ratio": min_lr_ratio, "decay_norms_and_biases": decay_norms_and_biases})
 
     def forward(self, input_ids, **kwargs):
         return self.model(input_ids, **kwargs)

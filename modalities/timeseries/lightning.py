@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 import lightning as L
@@ -11,6 +10,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from zoo.data import ResumableLoader, data_parallel_rank
+from zoo.module import ZooModule
 from zoo.optim import adamw_warmup_cosine
 
 from .data import SeriesWindows, load_benchmark
@@ -19,13 +19,15 @@ from .timer_xl import TimerXL, TimerXLConfig
 SCHEDULES = ("cosine", "epoch_decay")
 
 
-class ForecastModule(L.LightningModule):
+class ForecastModule(ZooModule):
     """Trains every token to predict the next patch of its variable (MSE in the scaled space). Validation is the
     benchmark's own question: the forecast of the patch right after the whole lookback (``val/mse``, ``val/mae``),
     so the best checkpoint by ``val/mse`` is the one the test protocol would pick.
 
     ``schedule``: ``cosine`` (AdamW, linear warm-up then cosine to ``min_lr_ratio`` at ``trainer.max_steps``) or
     ``epoch_decay`` (OpenLTM's "type1": Adam at ``lr``, multiplied by ``epoch_decay`` after every epoch).
+    ``pretrained``: start from a checkpoint (a Timer directory such as thuml/timer-base-84m, or a .ckpt), whose
+    config replaces ``model``.
     """
 
     def __init__(
@@ -37,16 +39,14 @@ class ForecastModule(L.LightningModule):
         warmup_steps: int = 0,
         min_lr_ratio: float = 0.0,
         epoch_decay: float = 0.1,
+        pretrained: str | None = None,
     ):
         super().__init__()
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
-        self.save_hyperparameters(
-            {"zoo_model": {"arch": "timer_xl", "config": asdict(model), "prefix": "model."}, "lr": lr,
-             "weight_decay": weight_decay, "schedule": schedule, "warmup_steps": warmup_steps,
-             "min_lr_ratio": min_lr_ratio, "epoch_decay": epoch_decay}
-        )
-        self.model = TimerXL(model)
+        self.init_model(TimerXL, model, pretrained=pretrained, hparams={
+            "lr": lr, "weight_decay": weight_decay, "schedule": schedule, "warmup_steps": warmup_steps,
+            "min_lr_ratio": min_lr_ratio, "epoch_decay": epoch_decay})
 
     def on_fit_start(self) -> None:
         dm = getattr(self.trainer, "datamodule", None)

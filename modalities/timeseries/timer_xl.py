@@ -27,9 +27,10 @@ import torch
 from torch import Tensor, nn
 
 from zoo.block import Block, SeqContext
+from zoo.keymaps import KeyMap
 from zoo.mixers.time_attention import VariableLayout
 from zoo.positions import RotaryEmbedding
-from zoo.registry import ARCHITECTURES, HF_FAMILIES
+from zoo.registry import register_architecture
 
 
 @dataclass
@@ -53,7 +54,10 @@ class TimerXLConfig:
             raise ValueError(f"d_model ({self.d_model}) / n_head ({self.n_head}) must be an even head_dim for RoPE")
 
 
+@register_architecture
 class TimerXL(nn.Module):
+    arch = "timer_xl"
+    hf_model_types = ("timer",)
     modality = "series"
 
     def __init__(self, config: TimerXLConfig):
@@ -165,32 +169,20 @@ def timer_config_from_hf(cfg: dict) -> dict:
     }
 
 
-_TIMER_LAYER_KEYS = {
-    "self_attn.q_proj": "mixer.q_proj", "self_attn.k_proj": "mixer.k_proj", "self_attn.v_proj": "mixer.v_proj",
-    "self_attn.o_proj": "mixer.o_proj", "ffn_layer.gate_proj": "mlp.gate_proj", "ffn_layer.up_proj": "mlp.up_proj",
-    "ffn_layer.down_proj": "mlp.down_proj", "norm1": "norm1", "norm2": "norm2",
-}
+# Timer's key layout (thuml/timer-base-84m: model.embed_layer.emb, model.layers.{i}.self_attn.q_proj, …, lm_heads.0)
+TIMER_KEYS = KeyMap([
+    ("model.embed_layer.emb", "embed"),
+    *[(f"model.layers.{{i}}.{timer}", f"blocks.{{i}}.{zoo}") for timer, zoo in (
+        ("self_attn.q_proj", "mixer.q_proj"), ("self_attn.k_proj", "mixer.k_proj"),
+        ("self_attn.v_proj", "mixer.v_proj"), ("self_attn.o_proj", "mixer.o_proj"),
+        ("ffn_layer.gate_proj", "mlp.gate_proj"), ("ffn_layer.up_proj", "mlp.up_proj"),
+        ("ffn_layer.down_proj", "mlp.down_proj"))],
+    ("model.layers.{i}", "blocks.{i}"),  # norm1, norm2 keep their names
+    ("model.norm", "norm"),
+    ("lm_heads.0", "head"),
+], name="Timer")
 
 
 def state_dict_from_timer(state: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Timer's key layout (``model.embed_layer.emb``, ``model.layers.{i}.self_attn.q_proj``, …, ``lm_heads.0``) →
-    this module's. Unknown keys are kept under their own name so the strict load reports them."""
-    out: dict[str, Tensor] = {}
-    for key, value in state.items():
-        if key == "model.embed_layer.emb.weight":
-            out["embed.weight"] = value
-        elif key.startswith("model.norm."):
-            out["norm." + key[len("model.norm."):]] = value
-        elif key == "lm_heads.0.weight":
-            out["head.weight"] = value
-        elif key.startswith("model.layers."):
-            index, _, rest = key[len("model.layers."):].partition(".")
-            module, _, leaf = rest.rpartition(".")
-            out[f"blocks.{index}.{_TIMER_LAYER_KEYS.get(module, module)}.{leaf}"] = value
-        else:
-            out[key] = value
-    return out
-
-
-ARCHITECTURES.register("timer_xl")(TimerXL)
-HF_FAMILIES.register("timer")(TimerXL)
+    """Timer's keys → this module's (unknown keys are kept under their own name so the strict load reports them)."""
+    return TIMER_KEYS.state_to_zoo(state)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import math
 import random
-from dataclasses import asdict
 from pathlib import Path
 
 import lightning as L
@@ -12,13 +12,15 @@ from torch.utils.data import DataLoader
 
 from zoo.data import ResumableLoader, data_parallel_rank
 from zoo.media import splice_labels
+from zoo.module import ZooModule
 from zoo.optim import adamw_warmup_cosine
+from zoo.parallel import sequence_parallel_shape
 
 from .longva import IMAGE_TOKEN_INDEX, LongVA, LongVAConfig
 from .vniah import Haystack, VNIAHSet, VNIAHStream, collate, haystack_path, labels_exact_match
 
 
-class LongVAModule(L.LightningModule):
+class LongVAModule(ZooModule):
     """Next-token loss on the answer tokens; validation reports loss and V-NIAH exact match.
 
     ``v2pe_train_deltas``: with V2PE, each training sample's visual step δ is drawn from this set (V2PE's recipe);
@@ -37,74 +39,34 @@ class LongVAModule(L.LightningModule):
                  pretrained: str | None = None, sequence_parallel: str | None = None, sp_size: int | None = None,
                  hybrid_mesh: list[int] | None = None):
         super().__init__()
-        if sequence_parallel not in (None, "ring", "ulysses", "hybrid"):
-            raise ValueError(f"sequence_parallel must be ring, ulysses, hybrid or null, got {sequence_parallel!r}")
-        if sequence_parallel == "hybrid" and (not hybrid_mesh or len(hybrid_mesh) != 2):
-            raise ValueError("sequence_parallel: hybrid needs hybrid_mesh: [ring_size, ulysses_size]")
-        loaded = None
-        if pretrained:
-            # the checkpoint's own config decides the architecture; only V2PE's δ carries over from the YAML
-            from zoo.loading import load_pretrained
-
-            loaded = load_pretrained(pretrained)
-            if not isinstance(loaded, LongVA):
-                raise ValueError(f"pretrained={pretrained!r} holds a {type(loaded).__name__}, not a LongVA model")
-            loaded.config.v2pe_delta = model.v2pe_delta
-            model = loaded.config
-        if v2pe_train_deltas and model.v2pe_delta is None:
-            raise ValueError("v2pe_train_deltas needs model.v2pe_delta (the δ used at evaluation)")
+        if sequence_parallel is not None:  # the shape's own errors, before any process starts
+            world = sp_size or (math.prod(hybrid_mesh) if hybrid_mesh else 1)
+            sequence_parallel_shape(world, sequence_parallel, sp_size, hybrid_mesh)
         for d in v2pe_train_deltas or []:
             if not 0 < d <= 1:
                 raise ValueError(f"v2pe_train_deltas: {d} is outside (0, 1]")
-        self.save_hyperparameters(
-            {"zoo_model": {"arch": "longva", "config": asdict(model), "prefix": "model."}, "lr": lr,
-             "weight_decay": weight_decay, "warmup_steps": warmup_steps, "min_lr_ratio": min_lr_ratio,
-             "v2pe_train_deltas": list(v2pe_train_deltas) if v2pe_train_deltas else None,
-             "sequence_parallel": sequence_parallel, "sp_size": sp_size,
-             "hybrid_mesh": list(hybrid_mesh) if hybrid_mesh else None}
-        )
-        self._sp = None  # (kind, sp group, ulysses group, ring group, sp world), built in setup()
-        self.model = loaded.train() if loaded is not None else LongVA(model)
+
+        def check(config: LongVAConfig) -> None:
+            if v2pe_train_deltas and config.v2pe_delta is None:
+                raise ValueError("v2pe_train_deltas needs model.v2pe_delta (the δ used at evaluation)")
+
+        # with pretrained=, the checkpoint's own config decides the architecture; only V2PE's δ carries over
+        self.init_model(LongVA, model, pretrained=pretrained, check=check,
+                        pretrained_overrides={"v2pe_delta": model.v2pe_delta}, hparams={
+                            "lr": lr, "weight_decay": weight_decay, "warmup_steps": warmup_steps,
+                            "min_lr_ratio": min_lr_ratio,
+                            "v2pe_train_deltas": list(v2pe_train_deltas) if v2pe_train_deltas else None,
+                            "sequence_parallel": sequence_parallel, "sp_size": sp_size,
+                            "hybrid_mesh": list(hybrid_mesh) if hybrid_mesh else None})
+        self._sp = None  # zoo.parallel.SequenceParallelMesh, built in setup() once the processes exist
         self._rng = random.Random(0)  # V2PE's δ per training sample; saved in checkpoints (RNGState)
 
     def setup(self, stage: str) -> None:
-        kind = self.hparams.sequence_parallel
-        if kind is None:
-            return
-        import torch.distributed as dist
+        if self.hparams.sequence_parallel is not None:
+            from zoo.parallel import sequence_parallel_mesh
 
-        if not dist.is_initialized():
-            raise RuntimeError(f"sequence_parallel={kind!r} needs several processes: run with --trainer.devices N "
-                               "(and --trainer.strategy ddp), or set sequence_parallel: null")
-        world = dist.get_world_size()
-        sp = self.hparams.sp_size or world
-        if world % sp:
-            raise ValueError(f"sp_size {sp} does not divide the {world} processes")
-        ring, uly = self.hparams.hybrid_mesh if kind == "hybrid" else (sp, 1)
-        if ring * uly != sp:
-            raise ValueError(f"hybrid_mesh {ring}×{uly} does not multiply to sp_size {sp}")
-        # groups laid out as a (dp, ring, ulysses) mesh in row-major rank order; every rank creates every group
-        rank = dist.get_rank()
-        mine = {}
-        for dp in range(world // sp):
-            base = dp * sp
-            g = dist.new_group(list(range(base, base + sp)))
-            if base <= rank < base + sp:
-                mine["sp"] = g
-            for r in range(ring):
-                ranks = [base + r * uly + u for u in range(uly)]
-                g = dist.new_group(ranks)
-                if rank in ranks:
-                    mine["ulysses"] = g
-            for u in range(uly):
-                ranks = [base + r * uly + u for r in range(ring)]
-                g = dist.new_group(ranks)
-                if rank in ranks:
-                    mine["ring"] = g
-        if kind == "hybrid":
-            self._sp = (kind, mine["sp"], mine["ulysses"], mine["ring"], sp)
-        else:
-            self._sp = (kind, mine["sp"], None, None, sp)
+            hp = self.hparams
+            self._sp = sequence_parallel_mesh(hp.sequence_parallel, hp.sp_size, hp.hybrid_mesh)
 
     def training_step(self, batch, batch_idx):
         deltas = self.hparams.v2pe_train_deltas
@@ -117,11 +79,13 @@ class LongVAModule(L.LightningModule):
         from zoo.sequence_parallel import SequenceParallel, sp_loss
         from zoo.sequence_parallel.mmsp import mmsp_shard
 
-        kind, group, uly, ring, sp_world = self._sp
+        sp = self._sp
+        group, sp_world = sp.group, sp.sp_size
         _check_same_batch(batch, group)
         part = mmsp_shard(self.model, batch["input_ids"], batch["videos"], batch["labels"], group=group,
                           v2pe_delta=delta)
-        ctx = SequenceParallel(kind, part["indices"], group=group, ulysses_group=uly, ring_group=ring)
+        ctx = SequenceParallel(sp.kind, part["indices"], group=group, ulysses_group=sp.ulysses_group,
+                               ring_group=sp.ring_group)
         logits = self.model.lm(inputs_embeds=part["inputs_embeds"], position_ids=part["position_ids"],
                                segment_ids=part["segment_ids"], sequence_parallel=ctx).logits
         loss = sp_loss(logits, part["shifted_labels"], group=group)  # this rank's share of the SP group's loss

@@ -26,11 +26,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.lm import (CausalLM, LMConfig, LMOutput, check_left_padded, hf_config_from_lm, hf_to_zoo_key,
-                    lm_config_from_hf, zoo_to_hf_key)
+from zoo.keymaps import KeyMap, prefixed
+from zoo.lm import (ROTARY_BUFFERS, CausalLM, LMConfig, LMOutput, check_left_padded, decoder_rules, hf_config_from_lm,
+                    lm_config_from_hf)
 from zoo.media import splice_media
 from zoo.positions import v2pe_positions
-from zoo.registry import ARCHITECTURES, HF_FAMILIES, register_model
+from zoo.registry import register_architecture, register_model
 
 IMAGE_TOKEN_INDEX = -200  # LLaVA's placeholder id inside input_ids
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -82,7 +83,10 @@ def preprocess_frames(frames, image_size: int, mean=CLIP_MEAN, std=CLIP_STD) -> 
     return (x - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None]
 
 
+@register_architecture
 class LongVA(nn.Module):
+    arch = "longva"
+    hf_model_types = ("llava_qwen",)
     modality = "video"  # token ids with frames spliced in
 
     def __init__(self, config: LongVAConfig):
@@ -262,17 +266,10 @@ class LongVA(nn.Module):
         return hf
 
     def hf_state_dict(self) -> dict[str, Tensor]:
-        out = {}
-        for k, v in self.state_dict().items():
-            if k.startswith("vision_tower."):
-                out["model.vision_tower." + k] = v
-            elif k.startswith("mm_projector."):
-                out["model." + k] = v
-            elif k == "lm.lm_head.weight" and self.lm.config.tie_word_embeddings:
-                continue
-            else:
-                out[zoo_to_hf_key(k[len("lm."):])] = v
-        return out
+        sd = self.state_dict()
+        if self.lm.config.tie_word_embeddings:
+            sd.pop("lm.lm_head.weight")
+        return LONGVA_KEYS.state_to_hf(sd)
 
     @classmethod
     def from_config_dict(cls, d: dict, **overrides) -> LongVA:
@@ -307,20 +304,15 @@ class LongVA(nn.Module):
         return cls.from_config_dict(asdict(cfg), **overrides)
 
     def state_dict_from_hf(self, hf_state: dict[str, Tensor]) -> dict[str, Tensor]:
-        sd = {}
-        lm_state = {}
-        for k, v in hf_state.items():
-            if k.startswith("model.vision_tower.vision_tower."):
-                sd["vision_tower." + k[len("model.vision_tower.vision_tower."):]] = v
-            elif k.startswith("model.mm_projector."):
-                sd["mm_projector." + k[len("model.mm_projector."):]] = v
-            elif not k.endswith("rotary_emb.inv_freq"):
-                lm_state[k] = v
-        for k, v in lm_state.items():
-            sd["lm." + hf_to_zoo_key(k)] = v
+        sd = LONGVA_KEYS.state_to_zoo(hf_state)
         if self.lm.config.tie_word_embeddings:
             sd["lm.lm_head.weight"] = sd.get("lm.embed.weight")
         return sd
+
+
+# LLaVA-Qwen's names: the CLIP tower and projector under model., the Qwen2 decoder beside them
+LONGVA_KEYS = KeyMap([("model.vision_tower.vision_tower", "vision_tower"), ("model.mm_projector", "mm_projector"),
+                      *prefixed(decoder_rules(), hf="", zoo="lm")], name="LongVA (llava_qwen)", ignore=[ROTARY_BUFFERS])
 
 
 def _clip_config(tower: str, source: Path | None) -> dict:
@@ -340,7 +332,3 @@ def _clip_config(tower: str, source: Path | None) -> dict:
 
         return _clip_config(str(Path(hf_hub_download(tower, "config.json")).parent), None)
     raise ValueError(f"mm_vision_tower {tower!r}: not a directory with a CLIP config.json, nor an 'org/name' hub id")
-
-
-ARCHITECTURES.register("longva")(LongVA)
-HF_FAMILIES.register("llava_qwen")(LongVA)

@@ -140,3 +140,53 @@ def test_fsdp_keeps_a_weight_read_outside_its_module_in_the_parent_unit(tmp_path
     out = tmp_path / "ok.pt"
     run_distributed(_fsdp_caduceus_rank, 2, ids, loss.detach(), grads, str(out), timeout_s=120)
     assert torch.load(out, weights_only=True)["ok"]
+
+
+def _mesh_rank(rank, world, out):
+    import torch.distributed as dist
+
+    from zoo.parallel import sequence_parallel_mesh
+
+    ranks = dist.get_process_group_ranks
+    ring = sequence_parallel_mesh("ring", sp_size=2)
+    hybrid = sequence_parallel_mesh("hybrid", hybrid_mesh=[2, 2])
+    got = {"ring": ranks(ring.group), "ring_sp": ring.sp_size, "ring_sub": (ring.ring_group, ring.ulysses_group),
+           "hybrid": ranks(hybrid.group), "hybrid_ring": ranks(hybrid.ring_group),
+           "hybrid_ulysses": ranks(hybrid.ulysses_group), "hybrid_sp": hybrid.sp_size}
+    torch.save(got, f"{out}.{rank}")
+
+
+def test_sequence_parallel_mesh_lays_groups_out_row_major_with_ulysses_innermost(tmp_path):
+    out = tmp_path / "mesh"
+    run_distributed(_mesh_rank, 4, str(out), timeout_s=120)
+    for rank in range(4):
+        got = torch.load(f"{out}.{rank}", weights_only=True)
+        # 2 data-parallel groups of 2 ring ranks: {0, 1}, {2, 3}
+        assert got["ring"] == [rank // 2 * 2, rank // 2 * 2 + 1] and got["ring_sp"] == 2
+        assert got["ring_sub"] == (None, None)
+        # one 2 × 2 group: Ulysses pairs of consecutive ranks {0, 1}, {2, 3}, rings across them {0, 2}, {1, 3}
+        assert got["hybrid"] == [0, 1, 2, 3] and got["hybrid_sp"] == 4
+        assert got["hybrid_ulysses"] == [rank // 2 * 2, rank // 2 * 2 + 1]
+        assert got["hybrid_ring"] == [rank % 2, rank % 2 + 2]
+
+
+@pytest.mark.parametrize("args, message", [
+    ((4, "zigzag"), "sequence_parallel must be one of ring, ulysses, hybrid (or null: none), got 'zigzag'"),
+    ((6, "ring", 4), "sp_size 4 does not divide the 6 processes"),
+    ((4, "hybrid", 4), "sequence_parallel: hybrid needs hybrid_mesh: [ring_size, ulysses_size]"),
+    ((8, "hybrid", 4, [4, 2]), "hybrid_mesh 4×2 does not multiply to sp_size 4"),
+])
+def test_sequence_parallel_shape_errors_name_the_setting(args, message):
+    import re
+
+    from zoo.parallel import sequence_parallel_shape
+
+    with pytest.raises(ValueError, match=re.escape(message)):
+        sequence_parallel_shape(*args)
+
+
+def test_sequence_parallel_shape():
+    from zoo.parallel import sequence_parallel_shape
+
+    assert sequence_parallel_shape(8, "ulysses", 4) == (2, 4, 1)
+    assert sequence_parallel_shape(8, "hybrid", None, [4, 2]) == (1, 4, 2)
