@@ -80,6 +80,7 @@ class LMOutput:
     logits: Tensor
     loss: Tensor | None = None
     cache: KVCache | None = None
+    hidden_states: Tensor | None = None  # (B, N, d_model) after the final norm, with output_hidden_states=True
 
 
 @dataclass
@@ -150,6 +151,7 @@ class CausalLM(nn.Module):
         rope_cos_scale: Tensor | None = None,
         sequence_parallel=None,
         attention_mask: Tensor | None = None,
+        output_hidden_states: bool = False,
     ) -> LMOutput:
         """input_ids ``(B, N)`` (or inputs_embeds ``(B, N, d_model)``) → logits ``(B, N, vocab)``.
 
@@ -197,7 +199,8 @@ class CausalLM(nn.Module):
             ctx.sequence_parallel = sequence_parallel
         for i, block in enumerate(self.blocks):
             x = block(x, ctx, cache.layers[i] if cache is not None else None)
-        logits = self.lm_head(self.norm(x).to(self.lm_head.weight.dtype))  # fp32 residual stream → head's dtype
+        hidden = self.norm(x)
+        logits = self.lm_head(hidden.to(self.lm_head.weight.dtype))  # fp32 residual stream → head's dtype
         if cache is not None:
             cache.seen += n
         loss = None
@@ -207,7 +210,7 @@ class CausalLM(nn.Module):
                                     reduction="sum")
             # mean over labelled tokens; a batch with none (all padding / N) gives 0, not 0/0 = NaN
             loss = total / (target != -100).sum().clamp(min=1)
-        return LMOutput(logits=logits, loss=loss, cache=cache)
+        return LMOutput(logits=logits, loss=loss, cache=cache, hidden_states=hidden if output_hidden_states else None)
 
     def _non_attention_mixers(self) -> set[str]:
         """Class names of the mixers that do not declare ``masked_attention`` (what sequence parallelism and padding
