@@ -4,7 +4,7 @@
 RAMba, GENERator) or a :class:`Caduceus` (PS / Ph, LC-PLM's BiMamba):
 
 - ``pooling``: ``mean`` over real tokens, ``first`` or ``last`` real token (HyenaDNA pools the last token of its
-  causal model), or ``max``.
+  causal model), or ``max``; ``none`` scores every position (token-level labels, e.g. splice sites).
 - Caduceus-PS (RCPS): the hidden state's two halves are the strand as read and its reverse complement; as in
   ``CaduceusForSequenceClassification`` the second half is flipped along sequence and channels, both halves are
   pooled and scored by the same head, and the two scores are averaged, so the prediction is the same for a sequence
@@ -28,6 +28,7 @@ from zoo.registry import ARCHITECTURES, register_architecture
 from .caduceus import Caduceus
 
 POOLINGS = ("mean", "max", "first", "last")
+PER_TOKEN = "none"  # no pooling: a score per position (token-level labels such as splice sites)
 CONJOIN = (None, "eval", "train")
 
 
@@ -59,8 +60,10 @@ class SequenceClassifier(nn.Module):
     def __init__(self, backbone: nn.Module, n_outputs: int, pooling: str = "mean", conjoin: str | None = None,
                  complement: Tensor | None = None):
         super().__init__()
-        if pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
+        if pooling not in (*POOLINGS, PER_TOKEN):
+            raise ValueError(f"pooling must be one of {', '.join((*POOLINGS, PER_TOKEN))}, got {pooling!r}")
+        if pooling == PER_TOKEN and conjoin is not None:
+            raise ValueError("conjoin averages whole-sequence predictions; per-token heads (pooling: none) take none")
         if conjoin not in CONJOIN:
             raise ValueError(f"conjoin must be eval, train or null, got {conjoin!r}")
         if not isinstance(backbone, (CausalLM, Caduceus)):
@@ -106,20 +109,25 @@ class SequenceClassifier(nn.Module):
             h = b.hidden_states(input_ids)
             if self.rcps:
                 d = b.config.d_model
-                h = torch.stack((h[..., :d], h[..., d:].flip(1, 2)), -1)
+                # the reverse strand's channels of position i describe the same base: per token they are read in
+                # place (channels flipped); pooled, the whole strand is flipped, as CaduceusForSequenceClassification
+                rev = h[..., d:].flip(-1) if self.pooling == PER_TOKEN else h[..., d:].flip(1, 2)
+                h = torch.stack((h[..., :d], rev), -1)
             return h
         masked = all(getattr(block.mixer, "masked_attention", False) for block in b.blocks)
         out = b(input_ids, attention_mask=attention_mask if masked else None, output_hidden_states=True)
         return out.hidden_states
 
     def _scores(self, input_ids: Tensor, mask: Tensor) -> Tensor:
-        pooled = pool(self.hidden(input_ids, mask), mask, self.pooling)
-        if pooled.ndim == 3:  # RCPS: one head over both strands, averaged
+        hidden = self.hidden(input_ids, mask)
+        pooled = hidden if self.pooling == PER_TOKEN else pool(hidden, mask, self.pooling)
+        if self.rcps:  # one head over both strands, averaged (per position: the flipped half is aligned with it)
             return (self.score(pooled[..., 0]) + self.score(pooled[..., 1])) / 2
         return self.score(pooled)
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
-        """(B, L) ids (left-padded), (B, L) 1/0 mask → (B, n_outputs) scores."""
+        """(B, L) ids (left-padded), (B, L) 1/0 mask → (B, n_outputs) scores ((B, L, n_outputs) per token with
+        ``pooling: none``)."""
         mask = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
         scores = self._scores(input_ids, mask)
         if self.conjoin == "train" or (self.conjoin == "eval" and not self.training):

@@ -57,16 +57,21 @@ class GenomicClassificationTask:
         records = data.split(args.split)
         loader = torch.utils.data.DataLoader(data.dataset(args.split), batch_size=args.batch_size,
                                              collate_fn=data._collate)
-        scores = []
+        scores, labels = [], []
         with torch.no_grad():
             for batch in loader:
-                scores.append(model(batch["input_ids"], batch["attention_mask"]).float())
-        scores = torch.cat(scores)
+                out = model(batch["input_ids"], batch["attention_mask"]).float()
+                if task == "token_classification":  # every real base is one prediction
+                    real = batch["labels"] != -100
+                    out, batch["labels"] = out[real], batch["labels"][real]
+                scores.append(out)
+                labels.append(batch["labels"])
+        scores, labels = torch.cat(scores), torch.cat(labels).tolist()
         result = {"task": task, "split": args.split, "data": data.path, "ckpt": str(args.ckpt)}
         if task == "regression":
             from zoo.metrics import regression_metrics
 
-            result.update(regression_metrics(records.labels, scores[:, 0].tolist()))
+            result.update(regression_metrics(labels, scores[:, 0].tolist()))
             print(f"{args.split}: pearson {result['pearson']:.4f}  spearman {result['spearman']:.4f}  "
                   f"mse {result['mse']:.4f}  (n={result['n']})")
             return result
@@ -75,7 +80,7 @@ class GenomicClassificationTask:
         n_classes = scores.shape[1]
         probs = scores.softmax(-1)
         names = records.classes if records.classes is not None and len(records.classes) == n_classes else None
-        result.update(classification_metrics(records.labels, probs.argmax(-1).tolist(), n_classes, names,
+        result.update(classification_metrics(labels, probs.argmax(-1).tolist(), n_classes, names,
                                              probs[:, 1].tolist() if n_classes == 2 else None))
         line = "  ".join(f"{k} {result[k]:.4f}" for k in ("accuracy", "mcc", "f1", "auroc") if k in result)
         print(f"{args.split}: {line}  (n={result['n']})")

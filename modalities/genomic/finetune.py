@@ -3,7 +3,8 @@
 ``SequenceTaskModule(pretrained=PATH, n_outputs=..., pooling=...)`` puts a :class:`SequenceClassifier` head on the
 backbone of any checkpoint ``zoo.load_pretrained`` reads (HyenaDNA's own layout, Caduceus, GENERator's Llama layout,
 a ``zoo.fit`` run) and trains it with cross-entropy (classification) or MSE (regression; ``n_outputs: 1``).
-``freeze_backbone`` trains the head only (linear probing); ``layer_lr_decay`` < 1 gives block i of n the learning
+``backbone: {arch, config}`` instead of ``pretrained`` starts from random weights (the from-scratch baseline of the
+papers' tables). ``freeze_backbone`` trains the head only (linear probing); ``layer_lr_decay`` < 1 gives block i of n the learning
 rate lr · decay^(n − i) and the embedding lr · decay^(n + 1) (the head keeps lr); both off is full fine-tuning.
 
 ``LabelledDataModule(path=DIR_OR_FILE)`` reads the benchmark layouts of :mod:`.labelled`, holds out
@@ -28,32 +29,43 @@ from zoo.optim import adamw_warmup_cosine
 from .caduceus import Caduceus
 from .downstream import SequenceClassifier, dna_complement_ids
 from .benchmarks import synthetic_benchmark
-from .labelled import DNA_ALPHABET, LabelledSequences, fit_length, read_labelled, validation_split
+from .labelled import DNA_ALPHABET, TASKS, LabelledSequences, crop_span, read_labelled, validation_split
 from .lightning import make_tokenizer
 from .proteins import STANDARD
 from .tokenizers import SequenceTokenizer
 
-TASKS = ("classification", "regression")
 
 
 class SequenceTaskModule(ZooModule):
     """See the module docstring. Logs ``train/loss``, ``val/loss`` and ``val/accuracy`` (classification) or
     ``val/mse`` (regression)."""
 
-    def __init__(self, pretrained: str, n_outputs: int = 2, task: str = "classification", pooling: str = "mean",
+    def __init__(self, pretrained: str | None = None, n_outputs: int = 2, task: str = "classification", pooling: str = "mean",
                  conjoin: str | None = None, freeze_backbone: bool = False, layer_lr_decay: float = 1.0,
                  lr: float = 6e-4, weight_decay: float = 0.1, warmup_steps: int = 10, min_lr_ratio: float = 0.1,
-                 tokenizer: str = "char"):
+                 tokenizer: str = "char", backbone: dict | None = None):
         super().__init__()
         from zoo.loading import load_pretrained
+        from zoo.registry import ARCHITECTURES
 
         if task not in TASKS:
             raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+        if (task == "token_classification") != (pooling == "none"):
+            raise ValueError(f"task {task!r} with pooling {pooling!r}: token_classification scores every position "
+                             "(pooling: none), the other tasks pool the sequence")
         if task == "regression" and n_outputs != 1:
             raise ValueError(f"regression predicts one value: n_outputs must be 1, got {n_outputs}")
         if not 0 < layer_lr_decay <= 1:
             raise ValueError(f"layer_lr_decay must be in (0, 1], got {layer_lr_decay}")
-        loaded = load_pretrained(pretrained).train()
+        if (pretrained is None) == (backbone is None):
+            raise ValueError("give exactly one of pretrained (a checkpoint to fine-tune) and backbone "
+                             "({arch, config}: a randomly initialised backbone, the from-scratch baseline)")
+        if pretrained is not None:
+            loaded = load_pretrained(pretrained).train()
+        else:
+            if set(backbone) != {"arch", "config"}:
+                raise ValueError(f"backbone needs exactly the keys arch and config, got {sorted(backbone)}")
+            loaded = ARCHITECTURES.get(backbone["arch"]).from_config_dict(backbone["config"])
         if isinstance(loaded, SequenceClassifier):  # continue from an earlier fine-tuning run
             model = loaded
         else:
@@ -75,7 +87,13 @@ class SequenceTaskModule(ZooModule):
     def loss(self, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if self.hparams.task == "regression":
             return F.mse_loss(scores[:, 0].float(), labels.float())
+        if self.hparams.task == "token_classification":  # padding positions carry -100
+            return F.cross_entropy(scores.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
         return F.cross_entropy(scores.float(), labels)
+
+    def _accuracy(self, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        real = labels != -100
+        return (scores.argmax(-1) == labels)[real].float().mean()
 
     def training_step(self, batch, batch_idx):
         loss = self.loss(self.model(batch["input_ids"], batch["attention_mask"]), batch["labels"])
@@ -86,8 +104,8 @@ class SequenceTaskModule(ZooModule):
         scores = self.model(batch["input_ids"], batch["attention_mask"])
         n = len(batch["labels"])
         self.log("val/loss", self.loss(scores, batch["labels"]), prog_bar=True, batch_size=n, sync_dist=True)
-        if self.hparams.task == "classification":
-            acc = (scores.argmax(-1) == batch["labels"]).float().mean()
+        if self.hparams.task != "regression":
+            acc = self._accuracy(scores, batch["labels"])
             self.log("val/accuracy", acc, prog_bar=True, batch_size=n, sync_dist=True)
         else:
             self.log("val/mse", F.mse_loss(scores[:, 0].float(), batch["labels"].float()), batch_size=n,
@@ -119,17 +137,23 @@ class LabelledDataset(Dataset):
     def __init__(self, data: LabelledSequences, tokenizer: SequenceTokenizer, max_len: int, truncate: str | None):
         self.data, self.tokenizer = data, tokenizer
         # checked up front: a sequence that does not fit fails the run before training, naming its file and line
-        self.sequences = [fit_length(s, max_len, truncate, w) for s, w in zip(data.sequences, data.where)]
+        self.spans = [crop_span(len(s), max_len, truncate, w) for s, w in zip(data.sequences, data.where)]
+        self.sequences = [s[a:b] for s, (a, b) in zip(data.sequences, self.spans)]
 
     def __len__(self) -> int:
         return len(self.sequences)
 
     def __getitem__(self, i: int) -> dict:
-        return {"ids": self.tokenizer.encode(self.sequences[i], add_special_tokens=False), "label": self.data.labels[i]}
+        label = self.data.labels[i]
+        if self.data.task == "token_classification":
+            a, b = self.spans[i]
+            label = label[a:b]
+        return {"ids": self.tokenizer.encode(self.sequences[i], add_special_tokens=False), "label": label}
 
 
 def collate_labelled(batch: list[dict], pad_id: int, regression: bool) -> dict:
-    """Left-padded ids and mask (the HyenaDNA convention), labels as long (classes) or float (regression)."""
+    """Left-padded ids and mask (the HyenaDNA convention), labels as long (classes) or float (regression); per-base
+    labels are left-padded with -100."""
     width = max(len(b["ids"]) for b in batch)
     ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(batch), width), dtype=torch.long)
@@ -137,6 +161,12 @@ def collate_labelled(batch: list[dict], pad_id: int, regression: bool) -> dict:
         if b["ids"]:
             ids[row, width - len(b["ids"]):] = torch.tensor(b["ids"])
             mask[row, width - len(b["ids"]):] = 1
+    if isinstance(batch[0]["label"], list):  # token classification
+        labels = torch.full((len(batch), width), -100, dtype=torch.long)
+        for row, b in enumerate(batch):
+            if b["label"]:
+                labels[row, width - len(b["label"]):] = torch.tensor(b["label"])
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
     labels = torch.tensor([b["label"] for b in batch], dtype=torch.float32 if regression else torch.long)
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
@@ -154,6 +184,8 @@ class LabelledDataModule(L.LightningDataModule):
         super().__init__()
         if task not in TASKS:
             raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+        if task == "token_classification" and tokenizer == "kmer":
+            raise ValueError("token_classification needs one token per base: tokenizer char (or protein), not kmer")
         self.save_hyperparameters()
         self.tokenizer = make_tokenizer(tokenizer)
         self.alphabet = frozenset(STANDARD) | frozenset(STANDARD.lower()) if tokenizer == "protein" else DNA_ALPHABET

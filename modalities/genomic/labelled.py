@@ -28,6 +28,7 @@ TABLE_SUFFIXES = (".csv", ".parquet")
 FASTA_SUFFIXES = (".fa", ".fasta", ".fna")
 DNA_ALPHABET = frozenset("ACGTNacgtn")
 TRUNCATE = ("left", "right", "center")
+TASKS = ("classification", "regression", "token_classification")
 
 
 class LabelledDataError(ValueError):
@@ -42,7 +43,7 @@ class LabelledSequences:
     where: list[str]  # "file:line" (or "file:row N") of each record, for error messages
     classes: list[str] | None = None  # class names by id, when the layout names them (GenomicBenchmarks)
     source: str = ""
-    task: str = field(default="classification")  # or "regression"
+    task: str = field(default="classification")  # or "regression", or "token_classification" (a class per base)
 
     def __len__(self) -> int:
         return len(self.sequences)
@@ -54,8 +55,10 @@ class LabelledSequences:
 
     @property
     def n_classes(self) -> int | None:
-        if self.task != "classification":
+        if self.task == "regression":
             return None
+        if self.task == "token_classification":
+            return max(max(labels) for labels in self.labels) + 1
         return len(self.classes) if self.classes is not None else max(self.labels) + 1
 
 
@@ -64,8 +67,8 @@ def read_labelled(path: str | Path, split: str = "train", task: str = "classific
     """The ``split`` of a labelled dataset at ``path`` (a GenomicBenchmarks / table folder, or one file)."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
-    if task not in ("classification", "regression"):
-        raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or directory")
@@ -90,6 +93,10 @@ def read_labelled(path: str | Path, split: str = "train", task: str = "classific
                                 f"{', '.join(FASTA_SUFFIXES)} or .tsv)")
     if not len(data):
         raise LabelledDataError(f"{data.source}: no records")
+    if task == "token_classification":
+        for seq, labels, where in zip(data.sequences, data.labels, data.where):
+            if len(labels) != len(seq):
+                raise LabelledDataError(f"{where}: {len(labels)} per-base labels for a sequence of {len(seq)} bases")
     if alphabet is not None:
         for seq, where in zip(data.sequences, data.where):
             bad = set(seq) - alphabet
@@ -101,6 +108,11 @@ def read_labelled(path: str | Path, split: str = "train", task: str = "classific
 
 def _label(text: str, task: str, where: str):
     text = text.strip()
+    if task == "token_classification":  # one class id per base: "0,0,1,2", "0 0 1 2" or "0012"
+        parts = text.replace(",", " ").split() if ("," in text or " " in text) else list(text)
+        if not parts or not all(p.isdigit() for p in parts):
+            raise LabelledDataError(f"{where}: per-base labels {text[:40]!r} are not class ids (e.g. 0,0,1 or 001)")
+        return [int(p) for p in parts]
     try:
         if task == "regression":
             value = float(text)
@@ -236,19 +248,22 @@ def validation_split(data: LabelledSequences, fraction: float = 0.1,
             data.subset([i for i in range(len(data)) if i in held]))
 
 
-def fit_length(seq: str, max_len: int, truncate: str | None, where: str) -> str:
-    """``seq`` itself when it fits; longer is an error unless ``truncate`` names the side to cut (``left`` keeps
-    the end, ``right`` the start, ``center`` the middle)."""
-    if len(seq) <= max_len:
-        return seq
+def crop_span(length: int, max_len: int, truncate: str | None, where: str) -> tuple[int, int]:
+    """[start, end) of a ``length``-base record kept under ``max_len``: the whole record when it fits; longer is an
+    error unless ``truncate`` names the side to cut (``left`` keeps the end, ``right`` the start, ``center`` the
+    middle)."""
+    if length <= max_len:
+        return 0, length
     if truncate is None:
-        raise LabelledDataError(f"{where}: sequence of {len(seq)} bases is longer than max_len {max_len}; set "
+        raise LabelledDataError(f"{where}: sequence of {length} bases is longer than max_len {max_len}; set "
                                 f"truncate: left, right or center to cut it")
     if truncate not in TRUNCATE:
         raise ValueError(f"truncate must be one of {', '.join(TRUNCATE)} or null, got {truncate!r}")
-    if truncate == "left":
-        return seq[len(seq) - max_len:]
-    if truncate == "right":
-        return seq[:max_len]
-    start = (len(seq) - max_len) // 2
-    return seq[start:start + max_len]
+    start = {"left": length - max_len, "right": 0, "center": (length - max_len) // 2}[truncate]
+    return start, start + max_len
+
+
+def fit_length(seq: str, max_len: int, truncate: str | None, where: str) -> str:
+    """``seq`` cut to :func:`crop_span`."""
+    start, end = crop_span(len(seq), max_len, truncate, where)
+    return seq[start:end]

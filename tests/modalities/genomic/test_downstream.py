@@ -86,3 +86,17 @@ def test_post_hoc_conjoining_averages_the_two_strands_at_evaluation_only():
         torch.testing.assert_close(model(rc, rc_mask), conjoined, atol=1e-5, rtol=1e-5)  # invariant by construction
         model.train()
         torch.testing.assert_close(model(ids, mask), plain(ids, mask), atol=1e-6, rtol=1e-6)
+
+
+def test_caduceus_ps_per_token_scores_are_reverse_complement_equivariant():
+    torch.manual_seed(0)
+    backbone = Caduceus(CaduceusConfig(d_model=16, n_layer=2, mixer_kwargs={"tie": "projections", "d_state": 4}))
+    model = SequenceClassifier(backbone, 3, "none").eval()
+    ids = torch.randint(7, 11, (2, 20))
+    with torch.no_grad():
+        scores = model(ids)
+        assert scores.shape == (2, 20, 3)
+        # the score of base i of x is the score of base L − 1 − i of its reverse complement
+        torch.testing.assert_close(model(backbone.reverse_complement_ids(ids)).flip(1), scores, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="per-token heads \\(pooling: none\\) take none"):
+        SequenceClassifier(backbone, 3, "none", conjoin="eval")

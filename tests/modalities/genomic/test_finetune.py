@@ -170,3 +170,55 @@ def test_write_benchmark_is_reproducible(tmp_path):
     b = write_benchmark(tmp_path / "b", "middle_motif", 64, 10, 4, seed=1)
     files = sorted(p.relative_to(a) for p in a.rglob("*.txt"))
     assert len(files) == 14 and all((a / f).read_text() == (b / f).read_text() for f in files)
+
+
+def test_from_scratch_backbone_and_the_choice_between_the_two():
+    module = SequenceTaskModule(backbone={"arch": "causal_lm", "config": LMConfig(vocab_size=VOCAB, d_model=16,
+                                                                                  n_layer=1, n_head=1).to_dict()})
+    assert module.hparams.zoo_model["config"]["backbone"]["d_model"] == 16
+    with pytest.raises(ValueError, match="give exactly one of pretrained .* and backbone"):
+        SequenceTaskModule()
+    with pytest.raises(ValueError, match=r"backbone needs exactly the keys arch and config, got \['config'\]"):
+        SequenceTaskModule(backbone={"config": {}})
+
+
+def test_token_level_labels_train_a_per_base_head_and_are_scored_per_base(tmp_path):
+    """Per-base labels (here: 1 on G or C) in a TSV; cropping cuts sequence and labels alike; padding is -100."""
+    from zoo.eval import main as eval_main
+    from zoo.fit import main as fit_main
+    from zoo.modalities.genomic.finetune import LabelledDataset, collate_labelled
+    from zoo.modalities.genomic.labelled import LabelledDataError, read_labelled
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for _ in range(200):
+        seq = "".join(rng.choice(list("ACGT"), int(rng.integers(20, 40))))
+        rows.append(f"{seq}\t{''.join('1' if b in 'GC' else '0' for b in seq)}")
+    (tmp_path / "train.tsv").write_text("\n".join(rows[:160]) + "\n")
+    (tmp_path / "test.tsv").write_text("\n".join(rows[160:]) + "\n")
+    data = read_labelled(tmp_path / "train.tsv", task="token_classification")
+    assert data.labels[0] == [1 if b in "GC" else 0 for b in data.sequences[0]] and data.n_classes == 2
+    cropped = LabelledDataset(data, CharTokenizer(), 10, "center")
+    a, b = cropped.spans[0]
+    assert cropped[0]["label"] == data.labels[0][a:b] and len(cropped[0]["ids"]) == 10
+    batch = collate_labelled([cropped[0], {"ids": [7, 8], "label": [0, 1]}], CharTokenizer().pad_token_id, False)
+    assert batch["labels"][1].tolist() == [-100] * 8 + [0, 1]
+    (tmp_path / "bad.tsv").write_text("ACGT\t010\n")
+    with pytest.raises(LabelledDataError, match=r"bad\.tsv:1: 3 per-base labels for a sequence of 4 bases"):
+        read_labelled(tmp_path / "bad.tsv", task="token_classification")
+
+    run = tmp_path / "run"
+    cli = fit_main(["--config", str(ROOT / "configs" / "genomic_cls_attention.yaml"),
+                    "--model.init_args.pretrained", tiny_lm_dir(tmp_path), "--model.init_args.lr", "3e-3",
+                    "--model.init_args.task", "token_classification", "--model.init_args.pooling", "none",
+                    "--model.init_args.warmup_steps", "5", "--data.init_args.path", str(tmp_path / "train.tsv"),
+                    "--data.init_args.test_path", str(tmp_path / "test.tsv"), "--data.init_args.synthetic", "null",
+                    "--data.init_args.task", "token_classification", "--data.init_args.batch_size", "16",
+                    "--trainer.max_epochs", "6", "--trainer.default_root_dir", str(run),
+                    "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"])
+    assert cli.trainer.callback_metrics["val/accuracy"] >= 0.95
+    result = eval_main(["genomic-classification", "--ckpt", str(run / "checkpoints" / "last.ckpt")])
+    bases = sum(len(r.split("\t")[0]) for r in rows[160:])
+    assert result["n"] == bases and result["accuracy"] >= 0.95
+    with pytest.raises(ValueError, match="token_classification scores every position"):
+        SequenceTaskModule(pretrained=tiny_lm_dir(tmp_path / "x"), task="token_classification")
