@@ -95,11 +95,17 @@ def test_the_config_fine_tunes_a_checkpoint_to_the_target_and_the_eval_command_r
     assert json.loads(out.read_text()) == result and (tmp_path / "eval" / "gc.png").stat().st_size > 0
 
 
+def writer(test_file: str):
+    """The original-layout writers of the loaders' own tests (test_hyenadna.py, test_caduceus_loading.py)."""
+    spec = importlib.util.spec_from_file_location(test_file[:-3] + "_layout", Path(__file__).with_name(test_file))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_hyenadna_fine_tunes_from_its_original_layout(tmp_path):
-    """weights.ckpt + config.json as LongSafari publishes them (the writer of test_hyenadna.py)."""
-    spec = importlib.util.spec_from_file_location("hyenadna_layout", Path(__file__).with_name("test_hyenadna.py"))
-    layout = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(layout)
+    """weights.ckpt + config.json as LongSafari publishes them."""
+    layout = writer("test_hyenadna.py")
     (tmp_path / "config.json").write_text(json.dumps(layout.CONFIG))
     torch.save({"state_dict": layout._original_state()}, tmp_path / "weights.ckpt")
     module = SequenceTaskModule(pretrained=str(tmp_path), pooling="last")
@@ -108,6 +114,19 @@ def test_hyenadna_fine_tunes_from_its_original_layout(tmp_path):
     with torch.no_grad():  # the head reads the backbone's last hidden state, HyenaDNA's causal pooling
         hidden = module.model.backbone(ids, output_hidden_states=True).hidden_states[:, -1]
         torch.testing.assert_close(module.model(ids, mask), module.model.score(hidden), atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("rcps", [True, False], ids=["ps", "ph"])
+def test_caduceus_fine_tunes_from_its_original_layout(tmp_path, rcps):
+    """CaduceusForMaskedLM's config.json + model.safetensors, as kuleshov-group publishes them."""
+    writer("test_caduceus_loading.py").write_checkpoint(tmp_path / "caduceus", rcps=rcps, fused=True)
+    module = SequenceTaskModule(pretrained=str(tmp_path / "caduceus"), conjoin=None if rcps else "eval")
+    assert isinstance(module.model.backbone, Caduceus) and module.model.rcps == rcps
+    ids = torch.randint(7, 11, (3, 16))
+    module.eval()
+    with torch.no_grad():  # PS by construction, Ph by post-hoc conjoining: the same score for either strand
+        rc = torch.tensor(module.model.backbone.config.permutation())[ids].flip(1)
+        torch.testing.assert_close(module.model(rc), module.model(ids), atol=1e-5, rtol=1e-5)
 
 
 def test_frozen_backbone_trains_the_head_only_and_layer_decay_scales_each_block(tmp_path):
