@@ -6,6 +6,8 @@ a ``zoo.fit`` run) and trains it with cross-entropy (classification) or MSE (reg
 ``backbone: {arch, config}`` instead of ``pretrained`` starts from random weights (the from-scratch baseline of the
 papers' tables). ``freeze_backbone`` trains the head only (linear probing); ``layer_lr_decay`` < 1 gives block i of n the learning
 rate lr · decay^(n − i) and the embedding lr · decay^(n + 1) (the head keeps lr); both off is full fine-tuning.
+``rc_augment`` replaces each training sequence by its reverse complement with probability ½ (HyenaDNA's and
+Caduceus' ``rc_aug``), from a seeded generator that checkpoints save, so a resumed run flips the same rows.
 
 ``LabelledDataModule(path=DIR_OR_FILE)`` reads the benchmark layouts of :mod:`.labelled`, holds out
 ``val_fraction`` of the training records by a fixed seed (GenomicBenchmarks: 10%), and left-pads batches with the
@@ -27,7 +29,7 @@ from zoo.module import ZOO_MODEL_KEY, ZooModule, zoo_model_metadata
 from zoo.optim import adamw_warmup_cosine
 
 from .caduceus import Caduceus
-from .downstream import SequenceClassifier, dna_complement_ids
+from .downstream import SequenceClassifier, dna_complement_ids, reverse_complement_batch
 from .benchmarks import synthetic_benchmark
 from .labelled import DNA_ALPHABET, TASKS, LabelledSequences, crop_span, read_labelled, validation_split
 from .lightning import make_tokenizer
@@ -43,7 +45,7 @@ class SequenceTaskModule(ZooModule):
     def __init__(self, pretrained: str | None = None, n_outputs: int = 2, task: str = "classification", pooling: str = "mean",
                  conjoin: str | None = None, freeze_backbone: bool = False, layer_lr_decay: float = 1.0,
                  lr: float = 6e-4, weight_decay: float = 0.1, warmup_steps: int = 10, min_lr_ratio: float = 0.1,
-                 tokenizer: str = "char", backbone: dict | None = None):
+                 tokenizer: str = "char", backbone: dict | None = None, rc_augment: bool = False, seed: int = 0):
         super().__init__()
         from zoo.loading import load_pretrained
         from zoo.registry import ARCHITECTURES
@@ -78,10 +80,21 @@ class SequenceTaskModule(ZooModule):
                              f"n_outputs={n_outputs}")
         if freeze_backbone:
             model.backbone.requires_grad_(False)
+        if rc_augment and task == "token_classification":
+            raise ValueError("rc_augment flips whole sequences; per-base labels would need flipping too (not built)")
+        if isinstance(model.backbone, Caduceus):
+            complement = torch.tensor(model.backbone.config.permutation())
+        else:
+            complement = dna_complement_ids(make_tokenizer(tokenizer)) if tokenizer == "char" else None
+        if rc_augment and complement is None:
+            raise ValueError(f"rc_augment needs a DNA tokenizer (char), not {tokenizer!r}")
+        self.register_buffer("complement", complement, persistent=False)
+        self._gen = torch.Generator().manual_seed(seed)  # which rows are flipped; saved in checkpoints (RNGState)
         self.save_hyperparameters({ZOO_MODEL_KEY: zoo_model_metadata(model, tokenizer), "task": task,
                                    "freeze_backbone": freeze_backbone, "layer_lr_decay": layer_lr_decay, "lr": lr,
                                    "weight_decay": weight_decay, "warmup_steps": warmup_steps,
-                                   "min_lr_ratio": min_lr_ratio, "tokenizer": tokenizer})
+                                   "min_lr_ratio": min_lr_ratio, "tokenizer": tokenizer, "rc_augment": rc_augment,
+                                   "seed": seed})
         self.model = model
 
     def loss(self, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -95,8 +108,22 @@ class SequenceTaskModule(ZooModule):
         real = labels != -100
         return (scores.argmax(-1) == labels)[real].float().mean()
 
+    rng_attributes = ("_gen",)  # zoo.callbacks.RNGState saves and restores the augmentation generator
+
+    def augment(self, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each row replaced by its reverse complement with probability ½ (HyenaDNA's and Caduceus' rc_aug)."""
+        flip = torch.rand(len(ids), generator=self._gen) < 0.5
+        if not bool(flip.any()):
+            return ids, mask
+        rc, rc_mask = reverse_complement_batch(ids, mask.bool(), self.complement.to(ids.device))
+        flip = flip.to(ids.device)[:, None]
+        return torch.where(flip, rc, ids), torch.where(flip, rc_mask.to(mask.dtype), mask)
+
     def training_step(self, batch, batch_idx):
-        loss = self.loss(self.model(batch["input_ids"], batch["attention_mask"]), batch["labels"])
+        ids, mask = batch["input_ids"], batch["attention_mask"]
+        if self.hparams.rc_augment:
+            ids, mask = self.augment(ids, mask)
+        loss = self.loss(self.model(ids, mask), batch["labels"])
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["labels"]))
         return loss
 

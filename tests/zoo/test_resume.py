@@ -1,7 +1,8 @@
 """A run interrupted after a checkpoint and resumed with ``--ckpt_path last`` trains on exactly the batches, and ends
 with exactly the weights (bit for bit), of a run that never stopped — for the endless synthetic streams (text passkey,
 V-NIAH, DNA passkey), the map-style datasets across an epoch boundary (FASTA windows in order, proteins shuffled,
-time-series windows shuffled) and the model-side randomness (Timer-XL's dropout, Caduceus/LC-PLM's masks, V2PE's δ).
+time-series windows shuffled, labelled DNA records shuffled) and the model-side randomness (Timer-XL's dropout,
+Caduceus/LC-PLM's masks, V2PE's δ, reverse-complement augmentation when fine-tuning).
 
 Each scenario runs ``zoo.fit`` three times on a tiny config: uninterrupted; interrupted at the start of step K (a
 crash after the checkpoint of step C < K); resumed from ``last``. A probe callback logs a digest of every training
@@ -151,6 +152,24 @@ def series_shuffled_with_dropout(csv: Path):
                 "val_batch_size": 64}}}
 
 
+def labelled_shuffled_with_rc_augment(root: Path):
+    # fine-tuning a from-scratch DNA classifier with reverse-complement augmentation (a module generator) on shuffled
+    # GenomicBenchmarks-layout records: 22 training records in batches of 4, 6 batches an epoch
+    rng = torch.Generator().manual_seed(0)
+    for i in range(24):
+        folder = root / "train" / ("a" if i % 2 else "b")
+        folder.mkdir(parents=True, exist_ok=True)
+        ids = torch.randint(0, 4, (int(torch.randint(8, 16, (1,), generator=rng)),), generator=rng)
+        (folder / f"{i}.txt").write_text("".join("ACGT"[j] for j in ids))
+    backbone = {"arch": "causal_lm", "config": {"vocab_size": 16, "d_model": 16, "n_layer": 1, "n_head": 2,
+                                                "d_ff": 32}}
+    return {"trainer": _trainer(14, None, val_check_interval=2, check_val_every_n_epoch=1),
+            "model": {"class_path": "zoo.modalities.genomic.SequenceTaskModule", "init_args": {
+                "backbone": backbone, "rc_augment": True, "warmup_steps": 2}},
+            "data": {"class_path": "zoo.modalities.genomic.LabelledDataModule", "init_args": {
+                "path": str(root), "max_len": 16, "batch_size": 4}}}
+
+
 def _series_csv(path: Path, rows: int = 120) -> Path:
     t = torch.arange(rows, dtype=torch.float64)
     lines = ["date,a,b"] + [f"2020-01-{1 + i // 24:02d} {i % 24:02d}:00:00,{torch.sin(v / 5):.6f},{v / 50:.6f}"
@@ -200,6 +219,7 @@ SCENARIOS = {
     "proteins_epoch_boundary": (proteins_shuffled_with_masks, 11, 10),
     "proteins_mid_epoch": (proteins_shuffled_with_masks, 13, 12),
     "series_mid_epoch": (series_shuffled_with_dropout, 11, 10),
+    "labelled_mid_epoch": (labelled_shuffled_with_rc_augment, 11, 10),
 }
 
 
@@ -208,7 +228,12 @@ def test_resumed_run_equals_uninterrupted_run(name, tmp_path, monkeypatch):
     if name == "video_stream":
         pytest.importorskip("av", reason="PyAV writes the synthetic haystack")
     build, kill_at, checkpoint_step = SCENARIOS[name]
-    config = build(_series_csv(tmp_path / "series.csv")) if name.startswith("series") else build()
+    if name.startswith("series"):
+        config = build(_series_csv(tmp_path / "series.csv"))
+    elif name.startswith("labelled"):
+        config = build(tmp_path / "labelled")
+    else:
+        config = build()
     run = Runner(tmp_path, monkeypatch, config)
     full = run.fit("full")
     first = run.fit("split", kill_at=kill_at)

@@ -241,3 +241,22 @@ def test_token_level_labels_train_a_per_base_head_and_are_scored_per_base(tmp_pa
     assert result["n"] == bases and result["accuracy"] >= 0.95
     with pytest.raises(ValueError, match="token_classification scores every position"):
         SequenceTaskModule(pretrained=tiny_lm_dir(tmp_path / "x"), task="token_classification")
+
+
+def test_rc_augmentation_flips_rows_from_a_seeded_generator(tmp_path):
+    from zoo.modalities.genomic.downstream import reverse_complement_batch
+
+    module = SequenceTaskModule(pretrained=tiny_lm_dir(tmp_path), rc_augment=True, seed=1)
+    tok = CharTokenizer()
+    enc = tok(["ACGTTG", "GGA", "TTTACG", "CA"], add_special_tokens=False, padding=True)
+    ids, mask = torch.tensor(enc["input_ids"]), torch.tensor(enc["attention_mask"])
+    state = module._gen.get_state()
+    out_ids, out_mask = module.augment(ids, mask)
+    flip = torch.rand(4, generator=torch.Generator().set_state(state)) < 0.5
+    rc, rc_mask = reverse_complement_batch(ids, mask.bool(), module.complement)
+    for row in range(4):
+        want = (rc[row], rc_mask[row].long()) if flip[row] else (ids[row], mask[row])
+        assert torch.equal(out_ids[row], want[0]) and torch.equal(out_mask[row], want[1])
+    assert 0 < int(flip.sum()) < 4  # seed 1 flips some rows and keeps others
+    with pytest.raises(ValueError, match="rc_augment needs a DNA tokenizer"):
+        SequenceTaskModule(pretrained=tiny_lm_dir(tmp_path / "p"), rc_augment=True, tokenizer="protein")
