@@ -25,7 +25,33 @@ from .registry import MIXERS
 if TYPE_CHECKING:
     from zoo.sequence_parallel.context import SequenceParallel
 
-    from .mixers.time_attention import VariableLayout
+
+@dataclass(frozen=True)
+class VariableLayout:
+    """``n_vars`` variables × ``n_patches`` patches, variable-major. ``dependency`` ``(n_vars, n_vars)`` bool:
+    row c lists the variables that variable c may attend to (None = all of them, the multivariate case)."""
+
+    n_vars: int
+    n_patches: int
+    dependency: Tensor | None = None
+
+    def variable_ids(self, device=None) -> Tensor:
+        return torch.arange(self.n_vars * self.n_patches, device=device) // self.n_patches
+
+    def patch_ids(self, device=None) -> Tensor:
+        return torch.arange(self.n_vars * self.n_patches, device=device) % self.n_patches
+
+    def mask_mod(self):
+        """(q_pos, k_pos) → may attend: the variable dependency ⊗ causal-over-patches Kronecker mask."""
+        n, dep = self.n_patches, self.dependency
+
+        def kronecker(qp: Tensor, kp: Tensor) -> Tensor:
+            ok = kp % n <= qp % n
+            if dep is not None:
+                ok = ok & dep.to(qp.device)[qp // n, kp // n]
+            return ok
+
+        return kronecker
 
 
 @dataclass

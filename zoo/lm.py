@@ -337,7 +337,7 @@ class CausalLM(nn.Module):
     # ---- Hugging Face layout ------------------------------------------------------------------------------------
 
     def save_pretrained(self, path, max_shard_size: int | str = "2GB") -> None:
-        from .loading import save_hf_directory
+        from .checkpoints import save_hf_directory
 
         save_hf_directory(self, path, max_shard_size)
 

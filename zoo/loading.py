@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import logging
 import os
 import re
 from pathlib import Path
@@ -13,11 +12,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .checkpoints import CheckpointError, lightning_checkpoint, safetensors_load, torch_load, write_atomically
+from .checkpoints import (CheckpointError, lightning_checkpoint, read_index, safetensors_load, save_hf_directory,
+                          torch_load)
 from .plugins import MODEL_GROUP, discover
 from .registry import ARCHITECTURES, CHECKPOINT_LAYOUTS, HF_FAMILIES
 
-log = logging.getLogger(__name__)
 __all__ = ["CheckpointError", "CheckpointNotFoundError", "load_pretrained", "save_hf_directory", "read_state_dict"]
 # what a Hub repository id looks like (huggingface_hub's rule: org/name of letters, digits, '-', '_', '.')
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}")
@@ -30,9 +29,7 @@ class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
 
 
 def _ensure_registered() -> None:
-    from . import lm  # noqa: F401  (registers the causal LM architecture and the qwen2/llama/mamba families)
-
-    discover(MODEL_GROUP)  # the modalities' families (zoo.plugins)
+    discover(MODEL_GROUP)  # the core's causal LM (zoo.lm) and the modalities' families: entry points (zoo.plugins)
 
 
 def checkpoint_layout(directory: Path):
@@ -113,7 +110,7 @@ def read_state_dict(directory: Path) -> dict[str, torch.Tensor]:
     ):
         index = directory / index_name
         if index.exists():
-            weight_map = _read_index(index)
+            weight_map = read_index(index)
             state: dict[str, torch.Tensor] = {}
             for shard in sorted(set(weight_map.values())):
                 shard_path = directory / shard
@@ -130,16 +127,6 @@ def read_state_dict(directory: Path) -> dict[str, torch.Tensor]:
         return _tensor_dict(torch_load(directory / "pytorch_model.bin"), directory / "pytorch_model.bin")
     found = sorted(p.name for p in directory.iterdir())
     raise CheckpointError(f"no weights in {directory}: expected model.safetensors (or shards/.bin); found {found}")
-
-
-def _read_index(index: Path) -> dict[str, str]:
-    try:
-        weight_map = json.loads(index.read_text())["weight_map"]
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise CheckpointError(f"{index}: not a shard index with a weight_map ({type(e).__name__}: {e})") from None
-    if not isinstance(weight_map, dict):
-        raise CheckpointError(f"{index}: weight_map is a {type(weight_map).__name__}, not a name → shard mapping")
-    return weight_map
 
 
 def _tensor_dict(state, path: Path) -> dict[str, torch.Tensor]:
@@ -251,68 +238,3 @@ def load_pretrained(
     if dtype is not None or device is not None:
         model = model.to(device=device, dtype=dtype)
     return model.eval()
-
-
-def _parse_size(size: int | str) -> int:
-    if isinstance(size, int):
-        return size
-    units = {"KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
-    s = size.strip().upper()
-    for unit, mult in sorted(units.items(), key=lambda kv: -len(kv[0])):
-        if s.endswith(unit):
-            return int(float(s[: -len(unit)]) * mult)
-    return int(s)
-
-
-SHARD_NAME = re.compile(r"model-\d{5}-of-\d{5}\.safetensors")
-
-
-def save_hf_directory(model: nn.Module, path, max_shard_size: int | str = "2GB") -> None:
-    """Write config.json and safetensors (sharded with an index above ``max_shard_size``) in Hugging Face layout.
-
-    Each file is written beside its target and renamed into place (the index last). Only this layout's own files
-    are replaced or removed: ``config.json``, ``model.safetensors``, the index and the shards the folder's previous
-    index names. Every other file stays as it is: ``model_ema.safetensors``, ``model-finetuned.safetensors``, a
-    tokenizer, and shard-named files that no index names (those are reported with a warning).
-    """
-    from safetensors.torch import save_file
-
-    directory = Path(path)
-    if directory.exists() and not directory.is_dir():
-        raise NotADirectoryError(f"{directory}: save_pretrained writes a directory, and this is a file")
-    config = json.dumps(model.hf_config(), indent=2) + "\n"  # first: a model without this layout writes nothing
-    directory.mkdir(parents=True, exist_ok=True)
-    index_path = directory / "model.safetensors.index.json"
-    previous_shards = set(_read_index(index_path).values()) if index_path.exists() else set()
-    state = {k: v.detach().contiguous().cpu() for k, v in model.hf_state_dict().items()}
-    limit = _parse_size(max_shard_size)
-    shards: list[dict[str, torch.Tensor]] = [{}]
-    size = 0
-    for k, v in state.items():
-        nbytes = v.numel() * v.element_size()
-        if shards[-1] and size + nbytes > limit:
-            shards.append({})
-            size = 0
-        shards[-1][k] = v
-        size += nbytes
-    names = (["model.safetensors"] if len(shards) == 1 else
-             [f"model-{i:05d}-of-{len(shards):05d}.safetensors" for i in range(1, len(shards) + 1)])
-    for name, shard in zip(names, shards):
-        write_atomically(directory / name, lambda tmp, shard=shard: save_file(shard, tmp, metadata={"format": "pt"}))
-    write_atomically(directory / "config.json", lambda tmp: tmp.write_text(config))
-    if len(shards) == 1:
-        index_path.unlink(missing_ok=True)
-    else:
-        total = sum(v.numel() * v.element_size() for v in state.values())
-        index = {"metadata": {"total_size": total},
-                 "weight_map": {k: name for name, shard in zip(names, shards) for k in shard}}
-        write_atomically(index_path, lambda tmp: tmp.write_text(json.dumps(index, indent=2) + "\n"))
-        # the single-file weights of an earlier save: loaders (transformers too) would prefer it to the new index
-        (directory / "model.safetensors").unlink(missing_ok=True)
-    for stale in sorted(previous_shards - set(names)):
-        (directory / stale).unlink(missing_ok=True)
-    strays = sorted(p.name for p in directory.iterdir() if SHARD_NAME.fullmatch(p.name) and p.name not in names
-                    and p.name not in previous_shards)
-    if strays:
-        log.warning("%s: left %s in place: shard-named files that no index of this folder names", directory,
-                    ", ".join(strays))

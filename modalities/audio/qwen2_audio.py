@@ -244,7 +244,7 @@ class Qwen2Audio(nn.Module):
         ``from_pretrained`` and ``zoo.load_pretrained`` both read; replaces only that layout's own files, as
         :meth:`CausalLM.save_pretrained` does. Partial YaRN is kept as a ``zoo_partial_yarn`` key that
         transformers ignores (it has no Partial YaRN)."""
-        from zoo.loading import save_hf_directory
+        from zoo.checkpoints import save_hf_directory
 
         save_hf_directory(self, path, max_shard_size)
 

@@ -26,9 +26,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor, nn
 
-from zoo.block import Block, SeqContext
+from zoo.block import Block, SeqContext, VariableLayout
 from zoo.keymaps import KeyMap
-from zoo.mixers.time_attention import VariableLayout
 from zoo.positions import RotaryEmbedding
 from zoo.registry import register_architecture
 

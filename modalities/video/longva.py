@@ -241,7 +241,7 @@ class LongVA(nn.Module):
         does. The CLIP tower's shape is named by ``mm_vision_tower``: LongVA's hub id for ViT-L/14-336, else a
         ``vision_tower/config.json`` written beside the weights. V2PE is kept as a ``zoo_v2pe_delta`` key."""
         from zoo.checkpoints import write_atomically
-        from zoo.loading import save_hf_directory
+        from zoo.checkpoints import save_hf_directory
 
         self.hf_config()  # a model without this layout writes nothing
         if self.config.vision != CLIP_L14_336:  # first, so that no config.json names a tower not yet written

@@ -10,45 +10,15 @@ scores through the bias alone, which keeps the model equivariant to the order of
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor, nn
 
 from zoo.kernels.attention import attention, make_mask
 from zoo.kernels.group_bias_attention import group_bias_attention
 
-from ..block import SeqContext
+from ..block import SeqContext, VariableLayout  # noqa: F401  (VariableLayout: also imported from here)
 from ..registry import register_mixer
 from .attention import Attention
-
-
-@dataclass(frozen=True)
-class VariableLayout:
-    """``n_vars`` variables × ``n_patches`` patches, variable-major. ``dependency`` ``(n_vars, n_vars)`` bool:
-    row c lists the variables that variable c may attend to (None = all of them, the multivariate case)."""
-
-    n_vars: int
-    n_patches: int
-    dependency: Tensor | None = None
-
-    def variable_ids(self, device=None) -> Tensor:
-        return torch.arange(self.n_vars * self.n_patches, device=device) // self.n_patches
-
-    def patch_ids(self, device=None) -> Tensor:
-        return torch.arange(self.n_vars * self.n_patches, device=device) % self.n_patches
-
-    def mask_mod(self):
-        """(q_pos, k_pos) → may attend: the variable dependency ⊗ causal-over-patches Kronecker mask."""
-        n, dep = self.n_patches, self.dependency
-
-        def kronecker(qp: Tensor, kp: Tensor) -> Tensor:
-            ok = kp % n <= qp % n
-            if dep is not None:
-                ok = ok & dep.to(qp.device)[qp // n, kp // n]
-            return ok
-
-        return kronecker
 
 
 @register_mixer("time_attention")
