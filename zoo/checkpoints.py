@@ -30,6 +30,13 @@ log = logging.getLogger(__name__)
 ZIP_MAGIC = b"PK\x03\x04"
 
 
+# what zoo.fit's checkpoints carry so that load_pretrained rebuilds the network from the file alone: a
+# hyper_parameters entry {"arch", "config", "prefix"[, "tokenizer"]} (zoo.module writes it), the network's keys
+# starting with the prefix (it is the module's ``self.model``)
+ZOO_MODEL_KEY = "zoo_model"
+MODEL_PREFIX = "model."
+
+
 class CheckpointError(UserInputError, RuntimeError):
     """A checkpoint that does not match the model it is loaded into (keys or shapes), or is unreadable."""
 

@@ -25,6 +25,19 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset, get_worker_info
 
 
+def left_padded(rows: list[list[int]], pad: int, width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows of ids, left-padded with ``pad`` to ``width`` (default: the longest row): ``(B, W)`` long ids and the
+    ``(B, W)`` long 1/0 mask of real entries (transformers' ``padding_side="left"``)."""
+    width = max(len(r) for r in rows) if width is None else width
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        if row:
+            ids[i, width - len(row):] = torch.as_tensor(row, dtype=torch.long)
+            mask[i, width - len(row):] = 1
+    return ids, mask
+
+
 def batch_generator(seed: int, rank: int, batch_index: int) -> np.random.Generator:
     """The generator batch ``batch_index`` of a stream is drawn from, on data-parallel rank ``rank``."""
     return np.random.default_rng([seed, rank, batch_index])

@@ -37,6 +37,8 @@ from lm_eval.api.model import TemplateLM  # noqa: E402
 from lm_eval.api.registry import register_model  # noqa: E402
 from lm_eval.utils import get_rolling_token_windows, make_disjoint_window  # noqa: E402
 
+from .data import left_padded  # noqa: E402
+
 
 class _ByteTokenizer:
     """The zoo's byte tokenizer behind the few calls this adapter makes."""
@@ -141,13 +143,8 @@ class ZooLM(TemplateLM):
         out = []
         for start in range(0, len(pairs), self.batch_size):
             chunk = pairs[start:start + self.batch_size]
-            rows = [(ctx + cont)[-(self.max_length + 1):][:-1] for ctx, cont in chunk]
-            width = max(len(r) for r in rows)
-            ids = torch.zeros((len(rows), width), dtype=torch.long)
-            mask = torch.zeros((len(rows), width), dtype=torch.long)
-            for i, r in enumerate(rows):
-                ids[i, width - len(r):] = torch.tensor(r)
-                mask[i, width - len(r):] = 1
+            ids, mask = left_padded([(ctx + cont)[-(self.max_length + 1):][:-1] for ctx, cont in chunk], pad=0)
+            width = ids.shape[1]
             with torch.no_grad():
                 logits = self.model(ids.to(self._device), attention_mask=mask.to(self._device)).logits.float()
             for i, (_, cont) in enumerate(chunk):

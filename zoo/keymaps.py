@@ -65,12 +65,6 @@ class KeyMap:
     def state_to_hf(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
         return {self.to_hf(k): v for k, v in state.items()}
 
-    def __add__(self, other: KeyMap) -> KeyMap:
-        """Both tables, this one's rules first (e.g. a vision tower's map before the language model's)."""
-        return KeyMap(self.rules + other.rules, name=f"{self.name} + {other.name}",
-                      read_only=self.read_only + other.read_only,
-                      ignore=[p.pattern for p in self.ignore + other.ignore])
-
 
 def prefixed(rules: Iterable[Rule], hf: str, zoo: str) -> list[Rule]:
     """``rules`` under other prefixes: a submodel's table inside a composite model (``hf`` and ``zoo`` are prepended

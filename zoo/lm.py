@@ -193,7 +193,7 @@ class CausalLM(nn.Module):
                 raise ValueError("with sequence_parallel, shift labels before sharding and use sp_loss on the logits")
             if position_ids is None:
                 raise ValueError("with sequence_parallel, pass the global position_ids of this rank's tokens")
-            others = self._non_attention_mixers()
+            others = self.non_attention_mixers()
             if others:
                 raise ValueError(f"sequence parallelism covers attention layers only; this stack also has {others}")
             ctx.sequence_parallel = sequence_parallel
@@ -212,7 +212,7 @@ class CausalLM(nn.Module):
             loss = total / (target != -100).sum().clamp(min=1)
         return LMOutput(logits=logits, loss=loss, cache=cache, hidden_states=hidden if output_hidden_states else None)
 
-    def _non_attention_mixers(self) -> set[str]:
+    def non_attention_mixers(self) -> set[str]:
         """Class names of the mixers that do not declare ``masked_attention`` (what sequence parallelism and padding
         masks cannot reach inside)."""
         return {type(block.mixer).__name__ for block in self.blocks
@@ -234,7 +234,7 @@ class CausalLM(nn.Module):
         new = mask[:, -n:]
         if bool(mask.all()):
             return segment_ids, positions
-        others = self._non_attention_mixers()
+        others = self.non_attention_mixers()
         right_padded = bool((mask[:, 1:] <= mask[:, :-1]).all())  # never a real token after a padded one
         if others and not right_padded:
             raise ValueError(f"attention_mask has padding before real tokens, but this stack has "
@@ -636,8 +636,6 @@ def hf_config_from_lm(c: LMConfig) -> dict:
     else:
         hf.update(use_sliding_window=False)
     return hf
-
-
 
 
 # ---- named models -----------------------------------------------------------------------------------------------

@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .checkpoints import (CheckpointError, lightning_checkpoint, read_index, safetensors_load, save_hf_directory,
-                          torch_load)
+from .checkpoints import (MODEL_PREFIX, ZOO_MODEL_KEY, CheckpointError, lightning_checkpoint, read_index,
+                          safetensors_load, save_hf_directory, torch_load)
 from .plugins import MODEL_GROUP, discover
 from .registry import ARCHITECTURES, CHECKPOINT_LAYOUTS, HF_FAMILIES
 
@@ -165,11 +165,11 @@ def load_zoo_checkpoint(path: Path, **overrides) -> nn.Module:
     """A Lightning checkpoint written by ``zoo.fit``: hyper_parameters.zoo_model names the architecture/config."""
     _ensure_registered()
     ckpt = lightning_checkpoint(path)
-    meta = (ckpt.get("hyper_parameters") or {}).get("zoo_model")
+    meta = (ckpt.get("hyper_parameters") or {}).get(ZOO_MODEL_KEY)
     if not meta:
-        raise CheckpointError(f"{path} has no hyper_parameters.zoo_model entry: it was not written by zoo.fit")
+        raise CheckpointError(f"{path} has no hyper_parameters.{ZOO_MODEL_KEY} entry: it was not written by zoo.fit")
     model = ARCHITECTURES.get(meta["arch"]).from_config_dict(meta["config"], **overrides)
-    prefix = meta.get("prefix", "model.")
+    prefix = meta.get("prefix", MODEL_PREFIX)
     state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
     load_state_dict_strict(model, state, str(path))
     return model
@@ -187,6 +187,19 @@ def checkpoint_hparams(path: str | os.PathLike) -> dict:
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path}: not a Lightning checkpoint")
     return {k: ckpt.get(k) or {} for k in ("hyper_parameters", "datamodule_hyper_parameters")}
+
+
+def checkpoint_tokenizer(path: str | os.PathLike, hparams: dict | None = None) -> str | None:
+    """The tokenizer a checkpoint speaks, where it says: a ``zoo.fit`` run's recorded ``zoo_model.tokenizer``, or
+    the tokenizer a family's own directory layout implies (HyenaDNA: characters); None when neither says.
+    ``hparams``: the file's :func:`checkpoint_hparams` when the caller has read them already."""
+    path = Path(path)
+    hparams = checkpoint_hparams(path) if hparams is None else hparams
+    tokenizer = ((hparams.get("hyper_parameters") or {}).get(ZOO_MODEL_KEY) or {}).get("tokenizer")
+    if tokenizer is None and path.is_dir():
+        layout = checkpoint_layout(path)
+        tokenizer = layout.tokenizer if layout is not None else None
+    return tokenizer
 
 
 def load_pretrained(

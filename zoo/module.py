@@ -20,8 +20,7 @@ from typing import Any, Callable
 import lightning as L
 from torch import nn
 
-ZOO_MODEL_KEY = "zoo_model"  # hyper_parameters entry read by zoo.loading.load_zoo_checkpoint
-MODEL_PREFIX = "model."  # the network is ``self.model``: its keys in the Lightning state dict start with this
+from .checkpoints import MODEL_PREFIX, ZOO_MODEL_KEY
 
 
 def zoo_model_metadata(model: nn.Module, tokenizer: str | None = None) -> dict:

@@ -15,6 +15,8 @@ genome-like GC content, with the label decided by sequence content far apart.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from zoo.paths import cache_dir
@@ -52,8 +54,6 @@ def make_example(rng: np.random.Generator, task: str, length: int, label: int) -
 
 def write_benchmark(root, task: str, length: int, n_train: int = 1000, n_test: int = 200, seed: int = 0):
     """Balanced classes, ``n_train`` / ``n_test`` records in all; returns ``root``."""
-    from pathlib import Path
-
     root = Path(root)
     classes = TASKS.get(task)
     if classes is None:

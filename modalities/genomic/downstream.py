@@ -114,7 +114,7 @@ class SequenceClassifier(nn.Module):
                 rev = h[..., d:].flip(-1) if self.pooling == PER_TOKEN else h[..., d:].flip(1, 2)
                 h = torch.stack((h[..., :d], rev), -1)
             return h
-        masked = all(getattr(block.mixer, "masked_attention", False) for block in b.blocks)
+        masked = not b.non_attention_mixers()  # every mixer honours the padding mask
         out = b(input_ids, attention_mask=attention_mask if masked else None, output_hidden_states=True)
         return out.hidden_states
 

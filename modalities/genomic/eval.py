@@ -135,15 +135,14 @@ class VariantEffectTask:
 
         from tqdm import tqdm
 
-        from zoo.loading import checkpoint_hparams, load_pretrained
+        from zoo.loading import checkpoint_tokenizer, load_pretrained
 
         from .fasta import open_fasta
         from .lightning import make_tokenizer
         from .variants import auroc_of, read_vcf, score_variants
 
         model = load_pretrained(args.ckpt)
-        meta = (checkpoint_hparams(args.ckpt).get("hyper_parameters") or {}).get("zoo_model") or {}
-        tokenizer = make_tokenizer(args.tokenizer or meta.get("tokenizer") or "char")
+        tokenizer = make_tokenizer(args.tokenizer or checkpoint_tokenizer(args.ckpt) or "char")
         masked = not getattr(model, "is_causal", True)
         variants = read_vcf(args.vcf)
         genome = open_fasta(args.fasta)

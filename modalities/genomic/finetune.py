@@ -4,8 +4,9 @@
 backbone of any checkpoint ``zoo.load_pretrained`` reads (HyenaDNA's own layout, Caduceus, GENERator's Llama layout,
 a ``zoo.fit`` run) and trains it with cross-entropy (classification) or MSE (regression; ``n_outputs: 1``).
 ``backbone: {arch, config}`` instead of ``pretrained`` starts from random weights (the from-scratch baseline of the
-papers' tables). ``freeze_backbone`` trains the head only (linear probing); ``layer_lr_decay`` < 1 gives block i of n the learning
-rate lr · decay^(n − i) and the embedding lr · decay^(n + 1) (the head keeps lr); both off is full fine-tuning.
+papers' tables). ``freeze_backbone`` trains the head only (linear probing); ``layer_lr_decay`` < 1 gives block i of
+n the learning rate lr · decay^(n − i) and the embedding lr · decay^(n + 1) (the head keeps lr); both off is full
+fine-tuning.
 ``rc_augment`` replaces each training sequence by its reverse complement with probability ½ (HyenaDNA's and
 Caduceus' ``rc_aug``), from a seeded generator that checkpoints save, so a resumed run flips the same rows.
 
@@ -16,7 +17,6 @@ tokenizer's pad id; a sequence longer than ``max_len`` is an error unless ``trun
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import lightning as L
@@ -24,27 +24,28 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from zoo.data import ResumableLoader, data_parallel_rank
+from zoo.data import ResumableLoader, data_parallel_rank, left_padded
 from zoo.module import ZOO_MODEL_KEY, ZooModule, zoo_model_metadata
 from zoo.optim import adamw_warmup_cosine
 
+from .benchmarks import synthetic_benchmark
 from .caduceus import Caduceus
 from .downstream import SequenceClassifier, dna_complement_ids, reverse_complement_batch
-from .benchmarks import synthetic_benchmark
 from .labelled import DNA_ALPHABET, TASKS, LabelledSequences, crop_span, read_labelled, validation_split
 from .lightning import make_tokenizer
 from .proteins import STANDARD
 from .tokenizers import SequenceTokenizer
 
 
-
 class SequenceTaskModule(ZooModule):
     """See the module docstring. Logs ``train/loss``, ``val/loss`` and ``val/accuracy`` (classification) or
     ``val/mse`` (regression)."""
 
-    def __init__(self, pretrained: str | None = None, n_outputs: int = 2, task: str = "classification", pooling: str = "mean",
-                 conjoin: str | None = None, freeze_backbone: bool = False, layer_lr_decay: float = 1.0,
-                 lr: float = 6e-4, weight_decay: float = 0.1, warmup_steps: int = 10, min_lr_ratio: float = 0.1,
+    rng_attributes = ("_gen",)  # zoo.callbacks.RNGState saves and restores the augmentation generator
+
+    def __init__(self, pretrained: str | None = None, n_outputs: int = 2, task: str = "classification",
+                 pooling: str = "mean", conjoin: str | None = None, freeze_backbone: bool = False,
+                 layer_lr_decay: float = 1.0, lr: float = 6e-4, weight_decay: float = 0.1, warmup_steps: int = 10, min_lr_ratio: float = 0.1,
                  tokenizer: str = "char", backbone: dict | None = None, rc_augment: bool = False, seed: int = 0):
         super().__init__()
         from zoo.loading import load_pretrained
@@ -68,13 +69,16 @@ class SequenceTaskModule(ZooModule):
             if set(backbone) != {"arch", "config"}:
                 raise ValueError(f"backbone needs exactly the keys arch and config, got {sorted(backbone)}")
             loaded = ARCHITECTURES.get(backbone["arch"]).from_config_dict(backbone["config"])
+        backbone_model = loaded.backbone if isinstance(loaded, SequenceClassifier) else loaded
+        # the ids' reverse-complement map, for conjoining and augmentation: Caduceus' own, or the DNA tokenizer's
+        if isinstance(backbone_model, Caduceus):
+            complement = torch.tensor(backbone_model.config.permutation())
+        else:
+            complement = dna_complement_ids(make_tokenizer(tokenizer)) if tokenizer == "char" else None
         if isinstance(loaded, SequenceClassifier):  # continue from an earlier fine-tuning run
             model = loaded
         else:
-            complement = None
-            if conjoin is not None and not isinstance(loaded, Caduceus):
-                complement = dna_complement_ids(make_tokenizer(tokenizer))
-            model = SequenceClassifier(loaded, n_outputs, pooling, conjoin, complement)
+            model = SequenceClassifier(loaded, n_outputs, pooling, conjoin, complement if conjoin else None)
         if model.score.out_features != n_outputs:
             raise ValueError(f"pretrained={pretrained!r} has a head of {model.score.out_features} outputs, not "
                              f"n_outputs={n_outputs}")
@@ -82,10 +86,6 @@ class SequenceTaskModule(ZooModule):
             model.backbone.requires_grad_(False)
         if rc_augment and task == "token_classification":
             raise ValueError("rc_augment flips whole sequences; per-base labels would need flipping too (not built)")
-        if isinstance(model.backbone, Caduceus):
-            complement = torch.tensor(model.backbone.config.permutation())
-        else:
-            complement = dna_complement_ids(make_tokenizer(tokenizer)) if tokenizer == "char" else None
         if rc_augment and complement is None:
             raise ValueError(f"rc_augment needs a DNA tokenizer (char), not {tokenizer!r}")
         self.register_buffer("complement", complement, persistent=False)
@@ -107,8 +107,6 @@ class SequenceTaskModule(ZooModule):
     def _accuracy(self, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         real = labels != -100
         return (scores.argmax(-1) == labels)[real].float().mean()
-
-    rng_attributes = ("_gen",)  # zoo.callbacks.RNGState saves and restores the augmentation generator
 
     def augment(self, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Each row replaced by its reverse complement with probability ½ (HyenaDNA's and Caduceus' rc_aug)."""
@@ -181,20 +179,11 @@ class LabelledDataset(Dataset):
 def collate_labelled(batch: list[dict], pad_id: int, regression: bool) -> dict:
     """Left-padded ids and mask (the HyenaDNA convention), labels as long (classes) or float (regression); per-base
     labels are left-padded with -100."""
-    width = max(len(b["ids"]) for b in batch)
-    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(batch), width), dtype=torch.long)
-    for row, b in enumerate(batch):
-        if b["ids"]:
-            ids[row, width - len(b["ids"]):] = torch.tensor(b["ids"])
-            mask[row, width - len(b["ids"]):] = 1
+    ids, mask = left_padded([b["ids"] for b in batch], pad_id)
     if isinstance(batch[0]["label"], list):  # token classification
-        labels = torch.full((len(batch), width), -100, dtype=torch.long)
-        for row, b in enumerate(batch):
-            if b["label"]:
-                labels[row, width - len(b["label"]):] = torch.tensor(b["label"])
-        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
-    labels = torch.tensor([b["label"] for b in batch], dtype=torch.float32 if regression else torch.long)
+        labels, _ = left_padded([b["label"] for b in batch], -100, width=ids.shape[1])
+    else:
+        labels = torch.tensor([b["label"] for b in batch], dtype=torch.float32 if regression else torch.long)
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
@@ -255,7 +244,3 @@ class LabelledDataModule(L.LightningDataModule):
         hp = self.hparams
         return DataLoader(self.dataset("val"), batch_size=hp.batch_size, num_workers=hp.num_workers,
                           collate_fn=self._collate)
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return math.ceil(len(self.split("train")) / self.hparams.batch_size)

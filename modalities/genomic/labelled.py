@@ -12,7 +12,7 @@
 line (or the row): an empty sequence, a missing or malformed label, characters outside the alphabet, a class folder
 without files. Nothing is skipped or reordered: records keep file order (GenomicBenchmarks: class, then file name).
 :func:`validation_split` takes a fixed, seeded fraction of the training records (GenomicBenchmarks' 90/10), and
-:func:`fit_length` pads or refuses sequences longer than the model takes, unless a truncation side is named.
+:func:`crop_span` refuses sequences longer than the model takes, unless a truncation side is named.
 """
 
 from __future__ import annotations
@@ -47,6 +47,12 @@ class LabelledSequences:
 
     def __len__(self) -> int:
         return len(self.sequences)
+
+    def add(self, sequence: str, label, name: str, where: str) -> None:
+        self.sequences.append(sequence)
+        self.labels.append(label)
+        self.names.append(name)
+        self.where.append(where)
 
     def subset(self, indices: list[int]) -> LabelledSequences:
         pick = lambda xs: [xs[i] for i in indices]  # noqa: E731
@@ -150,10 +156,7 @@ def _read_genomic_benchmarks(folder: Path, task: str) -> LabelledSequences:
             lines = [line for line in f.read_text().splitlines() if line.strip()]
             if len(lines) != 1:
                 raise LabelledDataError(f"{f}:1: expected one sequence per file, found {len(lines)} lines")
-            out.sequences.append(_sequence(lines[0], f"{f}:1"))
-            out.labels.append(label)
-            out.names.append(f.stem)
-            out.where.append(f"{f}:1")
+            out.add(_sequence(lines[0], f"{f}:1"), label, f.stem, f"{f}:1")
     return out
 
 
@@ -180,10 +183,8 @@ def _read_table(path: Path, task: str) -> LabelledSequences:
     for i, (row, w) in enumerate(zip(rows, where)):
         if row["sequence"] is None or row["label"] is None:
             raise LabelledDataError(f"{w}: missing {'sequence' if row['sequence'] is None else 'label'}")
-        out.sequences.append(_sequence(str(row["sequence"]), w))
-        out.labels.append(_label(str(row["label"]), task, w))
-        out.names.append(str(row["name"]) if row.get("name") is not None else str(i))
-        out.where.append(w)
+        name = str(row["name"]) if row.get("name") is not None else str(i)
+        out.add(_sequence(str(row["sequence"]), w), _label(str(row["label"]), task, w), name, w)
     return out
 
 
@@ -200,10 +201,7 @@ def _read_fasta(path: Path, task: str) -> LabelledSequences:
         name, sep, label = header[1:].strip().rpartition("|")
         if not sep:
             raise LabelledDataError(f"{w}: header {header!r} has no '|label' (expected >id|label)")
-        out.sequences.append(_sequence("".join(chunks), w))
-        out.labels.append(_label(label, task, w))
-        out.names.append(name)
-        out.where.append(w)
+        out.add(_sequence("".join(chunks), w), _label(label, task, w), name, w)
 
     for i, line in enumerate(lines, 1):
         if line.startswith(">"):
@@ -228,10 +226,7 @@ def _read_tsv(path: Path, task: str) -> LabelledSequences:
         w = f"{path}:{i}"
         if len(fields) != 2:
             raise LabelledDataError(f"{w}: expected 'sequence<TAB>label', found {len(fields)} tab-separated fields")
-        out.sequences.append(_sequence(fields[0], w))
-        out.labels.append(_label(fields[1], task, w))
-        out.names.append(str(len(out.names)))
-        out.where.append(w)
+        out.add(_sequence(fields[0], w), _label(fields[1], task, w), str(len(out)), w)
     return out
 
 

@@ -63,15 +63,12 @@ def passkey_data(ckpt: Path, model) -> dict:
     """Which passkey a checkpoint was trained for, from its tokenizer: byte-level text, or a variant another
     modality registered in ``PASSKEY_VARIANTS`` (DNA for character tokens); its kind, training length, and the
     sample maker and scorer for :func:`passkey_accuracy`."""
-    from zoo.loading import checkpoint_hparams, checkpoint_layout
+    from zoo.loading import checkpoint_hparams, checkpoint_tokenizer
     from zoo.plugins import EVAL_GROUP, discover
 
     hp = checkpoint_hparams(ckpt)
     data_hp = hp.get("datamodule_hyper_parameters") or {}
-    tokenizer = ((hp.get("hyper_parameters") or {}).get("zoo_model") or {}).get("tokenizer")
-    layout = checkpoint_layout(ckpt) if tokenizer is None and ckpt.is_dir() else None
-    if layout is not None:  # a family's own layout names its tokenizer (HyenaDNA: characters)
-        tokenizer = layout.tokenizer
+    tokenizer = checkpoint_tokenizer(ckpt, hp)  # a family's own layout names one too (HyenaDNA: characters)
     trained = data_hp.get("seq_len") or getattr(model.config, "max_position_embeddings", None)
     if trained is None:
         raise SystemExit(f"--ckpt {ckpt}: cannot tell the training length (no data seq_len, no "

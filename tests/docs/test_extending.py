@@ -72,10 +72,18 @@ def test_the_page_has_the_sections_the_house_promises():
                                                          "my_ext/bigram.py", "my_ext/tasks.py", "my_ext/models.py"}
 
 
-@pytest.mark.parametrize("title", ["Add a mixer", "Add a position scheme",
-                                   "Add a model family with its Hugging Face loader", "Add an eval task"])
-def test_section_runs_as_written(workspace, title):
+@pytest.mark.parametrize("title, registry, name", [
+    ("Add a mixer", "MIXERS", "causal_mean"),
+    ("Add a position scheme", "POSITIONS", "skip"),
+    ("Add a model family with its Hugging Face loader", "ARCHITECTURES", "toy_bigram"),
+    ("Add an eval task", "EVAL_TASKS", "copy"),
+])
+def test_section_runs_as_written(workspace, title, registry, name):
+    """Each section's blocks assert what they show; afterwards, what the page added is registered under its name."""
+    entries = getattr(zoo.registry, registry)
+    assert name not in entries
     run_section(title)
+    assert name in entries
 
 
 def test_a_modality_plugs_in_through_its_declared_entry_points(workspace, monkeypatch):

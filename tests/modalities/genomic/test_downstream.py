@@ -56,9 +56,13 @@ def test_a_padded_row_scores_as_it_does_alone(pooling):
         torch.testing.assert_close(model(ids, mask)[1], model(alone, alone_mask)[0], atol=1e-5, rtol=1e-5)
 
 
-def test_caduceus_ps_scores_a_sequence_and_its_reverse_complement_the_same():
+def _caduceus_ps():
     torch.manual_seed(0)
-    backbone = Caduceus(CaduceusConfig(d_model=16, n_layer=2, mixer_kwargs={"tie": "projections", "d_state": 4}))
+    return Caduceus(CaduceusConfig(d_model=16, n_layer=2, mixer_kwargs={"tie": "projections", "d_state": 4}))
+
+
+def test_caduceus_ps_scores_a_sequence_and_its_reverse_complement_the_same():
+    backbone = _caduceus_ps()
     model = SequenceClassifier(backbone, 2, "mean").eval()
     # Caduceus' own vocabulary: its complement map is the config's; A..T ids are 7..10
     ids = torch.randint(7, 11, (3, 24))
@@ -89,8 +93,7 @@ def test_post_hoc_conjoining_averages_the_two_strands_at_evaluation_only():
 
 
 def test_caduceus_ps_per_token_scores_are_reverse_complement_equivariant():
-    torch.manual_seed(0)
-    backbone = Caduceus(CaduceusConfig(d_model=16, n_layer=2, mixer_kwargs={"tie": "projections", "d_state": 4}))
+    backbone = _caduceus_ps()
     model = SequenceClassifier(backbone, 3, "none").eval()
     ids = torch.randint(7, 11, (2, 20))
     with torch.no_grad():
